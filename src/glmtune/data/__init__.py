@@ -1,0 +1,1 @@
+"""Datasets, chat templates and preprocessing into token ids and labels."""

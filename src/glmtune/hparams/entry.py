@@ -1,0 +1,49 @@
+"""The argument sets each command needs, parsed and validated in one call."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from glmtune.hparams.data_args import DataArguments
+from glmtune.hparams.finetuning_args import FinetuningArguments
+from glmtune.hparams.generating_args import GeneratingArguments
+from glmtune.hparams.model_args import ModelArguments
+from glmtune.hparams.parser import parse_dataclasses
+from glmtune.hparams.validation import (
+    check_data,
+    check_finetuning,
+    check_generation,
+    check_model,
+    check_training,
+    raise_if_problems,
+)
+
+InferArgs = tuple[ModelArguments, DataArguments, GeneratingArguments]
+
+
+def get_infer_args(argv: Sequence[str]) -> InferArgs:
+    """Arguments for chat, api, webui chat and export."""
+    model_args, data_args, generating_args = parse_dataclasses(
+        (ModelArguments, DataArguments, GeneratingArguments), argv
+    )
+    raise_if_problems(check_model(model_args) + check_generation(generating_args))
+    return model_args, data_args, generating_args
+
+
+def get_train_args(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments, Any, FinetuningArguments, GeneratingArguments]:
+    """Arguments for `glmtune train` and `glmtune eval`; training arguments are HF's Seq2SeqTrainingArguments."""
+    import torch
+    from transformers import Seq2SeqTrainingArguments
+
+    model_args, data_args, training_args, finetuning_args, generating_args = parse_dataclasses(
+        (ModelArguments, DataArguments, Seq2SeqTrainingArguments, FinetuningArguments, GeneratingArguments), argv
+    )
+    if data_args.max_source_length and data_args.max_target_length:
+        data_args.cutoff_len = data_args.max_source_length + data_args.max_target_length
+    raise_if_problems(
+        check_model(model_args)
+        + check_data(data_args)
+        + check_finetuning(model_args, finetuning_args)
+        + check_training(training_args, data_args, torch.cuda.is_available())
+        + check_generation(generating_args)
+    )
+    return model_args, data_args, training_args, finetuning_args, generating_args

@@ -1,0 +1,35 @@
+"""What to train: the stage and the fine-tuning method with its hyper-parameters."""
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+STAGE_NAMES = ("pt", "sft", "rm", "dpo", "ppo")
+FINETUNING_TYPES = ("lora", "p_tuning", "freeze", "full")
+
+
+@dataclass
+class FinetuningArguments:
+    stage: Literal["pt", "sft", "rm", "dpo", "ppo"] = field(default="sft", metadata={"help": "Training stage."})
+    finetuning_type: Literal["lora", "p_tuning", "freeze", "full"] = field(
+        default="lora", metadata={"help": "Fine-tuning method."}
+    )
+    lora_rank: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: float | None = field(default=None, metadata={"help": "LoRA scale numerator; empty: 2 x rank."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on LoRA inputs."})
+    lora_target: str = field(
+        default="all", metadata={"help": "Module names to adapt, comma-separated; all: every linear layer."}
+    )
+    use_dora: bool = field(default=False, metadata={"help": "Weight-decomposed LoRA (DoRA)."})
+    use_rslora: bool = field(default=False, metadata={"help": "Rank-stabilised LoRA scaling."})
+    pre_seq_len: int = field(default=16, metadata={"help": "P-Tuning v2 prefix length."})
+    prefix_projection: bool = field(default=False, metadata={"help": "P-Tuning v2: reparametrise the prefix by an MLP."})
+    num_layer_trainable: int = field(default=2, metadata={"help": "Freeze tuning: train the last N layers."})
+    name_module_trainable: str | None = field(
+        default=None, metadata={"help": "Freeze tuning: train modules whose names contain these, comma-separated."}
+    )
+    create_new_adapter: bool = field(
+        default=False, metadata={"help": "With adapters given: merge them all and start a new one."}
+    )
+    plot_loss: bool = field(default=False, metadata={"help": "Save training_loss.png in the output dir."})
+    dpo_beta: float = field(default=0.1, metadata={"help": "DPO temperature beta."})
+    reward_model: str | None = field(default=None, metadata={"help": "PPO: path to a reward model checkpoint."})

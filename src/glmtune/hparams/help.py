@@ -1,0 +1,29 @@
+"""Compact settings help per command: name, default and one line of meaning."""
+
+import dataclasses
+
+from glmtune.hparams.data_args import DataArguments
+from glmtune.hparams.finetuning_args import FinetuningArguments
+from glmtune.hparams.generating_args import GeneratingArguments
+from glmtune.hparams.model_args import ModelArguments
+from glmtune.hparams.parser import ARG_ALIASES
+
+COMMAND_SETTINGS: dict[str, tuple[type, ...]] = {
+    "chat": (ModelArguments, DataArguments, GeneratingArguments),
+    "train": (ModelArguments, DataArguments, FinetuningArguments, GeneratingArguments),
+}
+
+
+def settings_help(command: str) -> str:
+    lines = [f"usage: glmtune {command} [CONFIG.yaml] [key=value ...] [--flag value ...]", ""]
+    for cls in COMMAND_SETTINGS.get(command, ()):
+        lines.append(f"{cls.__name__}:")
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else ""
+            lines.append(f"  --{f.name} (default: {default})\n      {f.metadata.get('help', '')}")
+        lines.append("")
+    if command == "train":
+        lines.append("plus every transformers Seq2SeqTrainingArguments flag (output_dir, learning_rate, ...).")
+    aliases = ", ".join(f"--{alias} = --{name}" for alias, name in ARG_ALIASES.items())
+    lines.append(f"aliases: {aliases}; --use_v2 is accepted and ignored.")
+    return "\n".join(lines)

@@ -1,0 +1,203 @@
+"""Parse settings from a YAML file, then `key=value` overrides, then `--flags`.
+
+Later sources win. Flag names of ChatGLM Efficient Tuning and LLaMA-Factory are accepted
+through `ARG_ALIASES`, so their configs and command lines carry over unchanged.
+"""
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from glmtune.errors import ConfigError
+
+ARG_ALIASES = {
+    "checkpoint_dir": "adapter_name_or_path",
+    "adapter": "adapter_name_or_path",
+    "model": "model_name_or_path",
+    "dev_ratio": "val_size",
+    "source_prefix": "default_system",
+    "system": "default_system",
+    "prompt_template": "template",
+    "torch_dtype": "dtype",
+}
+# ChatGLM Efficient Tuning's `--use_v2` chose ChatGLM2 code paths; glmtune reads the model's own config instead.
+NO_OP_FLAGS = frozenset({"use_v2"})
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Load a YAML or JSON config into a flat dict, naming the file in any error."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) if path.suffix != ".json" else json.loads(
+            path.read_text(encoding="utf-8")
+        )
+    except (yaml.YAMLError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {error}") from error
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of setting names to values, got {type(loaded).__name__}")
+    return loaded
+
+
+def split_argv(argv: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+    """Separate file and `key=value` settings (merged, in order) from `--flag` arguments."""
+    settings: dict[str, Any] = {}
+    flags: list[str] = []
+    in_flags = False
+    for position, item in enumerate(argv):
+        if item.startswith("-"):
+            in_flags = True
+        if in_flags:
+            flags.append(item)
+        elif position == 0 and item.endswith(CONFIG_SUFFIXES):
+            settings.update(read_config_file(item))
+        elif "=" in item:
+            key, value = item.split("=", 1)
+            settings[key.strip()] = value
+        else:
+            raise ConfigError(f"unexpected argument {item!r}: use CONFIG.yaml first, then key=value, then --flags")
+    return settings, flags
+
+
+def rename_aliases(settings: dict[str, Any]) -> dict[str, Any]:
+    renamed: dict[str, Any] = {}
+    for key, value in settings.items():
+        if key in NO_OP_FLAGS:
+            continue
+        renamed[ARG_ALIASES.get(key, key)] = value
+    return renamed
+
+
+def rename_flag_aliases(flags: list[str]) -> list[str]:
+    """Rewrite alias flags to their canonical names and drop no-op flags (with an optional bool value)."""
+    renamed: list[str] = []
+    skip_value = False
+    for item in flags:
+        if skip_value:
+            skip_value = False
+            if item.lower() in ("true", "false", "1", "0", "yes", "no"):
+                continue
+        if item.startswith("--"):
+            name, sep, value = item[2:].partition("=")
+            if name in NO_OP_FLAGS:
+                skip_value = not sep
+                continue
+            item = f"--{ARG_ALIASES.get(name, name)}{sep}{value}"
+        renamed.append(item)
+    return renamed
+
+
+def field_map(dataclass_types: Sequence[type]) -> dict[str, dataclasses.Field]:
+    return {f.name: f for cls in dataclass_types for f in dataclasses.fields(cls) if f.init}
+
+
+def close_matches(name: str, known: typing.Iterable[str]) -> str:
+    matches = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(matches)}?)" if matches else ""
+
+
+def normalise_values(settings: dict[str, Any], fields: dict[str, dataclasses.Field]) -> dict[str, Any]:
+    """Reject unknown keys and join YAML lists given for comma-separated string fields."""
+    unknown = [key for key in settings if key not in fields]
+    if unknown:
+        problems = [f"unknown setting {key!r}{close_matches(key, fields)}" for key in unknown]
+        raise ConfigError("; ".join(problems))
+    normalised = {}
+    for key, value in settings.items():
+        if isinstance(value, list) and accepts_str_only(fields[key].type):
+            value = ",".join(str(item) for item in value)
+        normalised[key] = value
+    return normalised
+
+
+def accepts_str_only(annotation: Any) -> bool:
+    options = set(typing.get_args(annotation)) if isinstance(annotation, types.UnionType) else {annotation}
+    return options - {type(None)} == {str}
+
+
+def check_literal_fields(instance: Any) -> None:
+    """argparse checks choices only for command-line values; YAML values are checked here."""
+    for f in dataclasses.fields(instance):
+        if typing.get_origin(f.type) is typing.Literal:
+            value = getattr(instance, f.name)
+            choices = typing.get_args(f.type)
+            if value not in choices:
+                raise ConfigError(
+                    f"{f.name}={value!r} is not one of {', '.join(map(str, choices))}{close_matches(str(value), choices)}"
+                )
+
+
+def parse_dataclasses(dataclass_types: Sequence[type], argv: Sequence[str]) -> tuple[Any, ...]:
+    """Build one instance of each dataclass from CONFIG.yaml, key=value items and --flags."""
+    from transformers import HfArgumentParser
+
+    class Parser(HfArgumentParser):
+        def error(self, message: str) -> typing.NoReturn:
+            raise ConfigError(message)
+
+    settings, flags = split_argv(argv)
+    fields = field_map(dataclass_types)
+    settings = normalise_values(rename_aliases(settings), fields)
+    parser = Parser(list(dataclass_types))
+    parser.set_defaults(**settings)
+    try:
+        *instances, remaining = parser.parse_args_into_dataclasses(
+            args=rename_flag_aliases(list(flags)), return_remaining_strings=True
+        )
+    except ConfigError:
+        raise
+    except ValueError as error:  # transformers' TrainingArguments validate themselves on construction
+        raise ConfigError(f"invalid training setting: {error}") from error
+    unknown = [item for item in remaining if item.startswith("--")]
+    if remaining:
+        name = (unknown or remaining)[0].lstrip("-").split("=")[0]
+        raise ConfigError(f"unknown argument {(unknown or remaining)[0]!r}{close_matches(name, fields)}")
+    for instance in instances:
+        check_literal_fields(instance)
+    return tuple(instances)
+
+
+def to_plain(value: Any) -> Any:
+    """Make a setting YAML-safe (enums to their value, tuples to lists)."""
+    if hasattr(value, "value") and not isinstance(value, (str, int, float, bool)):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [to_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: to_plain(item) for key, item in value.items()}
+    return value
+
+
+def resolved_settings(*instances: Any) -> dict[str, Any]:
+    """All glmtune settings, plus the training settings that differ from transformers' defaults.
+
+    Training arguments hold ~120 fields, most derived or untouched; writing only the changed
+    ones keeps the saved config readable and re-parsable.
+    """
+    from transformers import TrainingArguments
+
+    settings: dict[str, Any] = {}
+    for instance in instances:
+        if isinstance(instance, TrainingArguments):
+            defaults = type(instance)(output_dir=instance.output_dir)
+            for f in dataclasses.fields(instance):
+                if f.init and getattr(instance, f.name) != getattr(defaults, f.name) or f.name == "output_dir":
+                    settings[f.name] = to_plain(getattr(instance, f.name))
+        else:
+            settings.update({key: to_plain(value) for key, value in dataclasses.asdict(instance).items()})
+    return settings
+
+
+def settings_to_yaml(*instances: Any) -> str:
+    return yaml.safe_dump(resolved_settings(*instances), sort_keys=False, allow_unicode=True)

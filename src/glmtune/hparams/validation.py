@@ -1,0 +1,108 @@
+"""Reject impossible combinations before any model loads, saying what to change.
+
+Each check returns problems as strings; all problems are reported together so a user
+fixes a config in one pass instead of one error per run.
+"""
+
+from typing import Any
+
+from glmtune.errors import ConfigError
+from glmtune.hparams.data_args import DataArguments
+from glmtune.hparams.finetuning_args import FinetuningArguments
+from glmtune.hparams.generating_args import GeneratingArguments
+from glmtune.hparams.model_args import ModelArguments
+
+
+def check_model(model_args: ModelArguments) -> list[str]:
+    problems = []
+    if model_args.quantization_bit not in (None, 4, 8):
+        problems.append(f"quantization_bit={model_args.quantization_bit}: use 4 or 8, or leave it empty")
+    adapters = split_names(model_args.adapter_name_or_path)
+    if model_args.adapter_name_or_path is not None and not adapters:
+        problems.append("adapter_name_or_path is empty: give adapter directories, comma-separated")
+    return problems
+
+
+def check_generation(generating_args: GeneratingArguments) -> list[str]:
+    problems = []
+    if generating_args.max_new_tokens <= 0:
+        problems.append(f"max_new_tokens={generating_args.max_new_tokens}: must be at least 1")
+    if generating_args.temperature < 0:
+        problems.append(f"temperature={generating_args.temperature}: must be >= 0 (0 decodes greedily)")
+    if not 0 < generating_args.top_p <= 1:
+        problems.append(f"top_p={generating_args.top_p}: must be in (0, 1]")
+    if generating_args.top_k < 0:
+        problems.append(f"top_k={generating_args.top_k}: must be >= 0 (0 disables it)")
+    if generating_args.repetition_penalty <= 0:
+        problems.append(f"repetition_penalty={generating_args.repetition_penalty}: must be > 0 (1.0 disables it)")
+    if generating_args.num_beams < 1:
+        problems.append(f"num_beams={generating_args.num_beams}: must be at least 1")
+    return problems
+
+
+def check_data(data_args: DataArguments) -> list[str]:
+    problems = []
+    if data_args.cutoff_len <= 0:
+        problems.append(f"cutoff_len={data_args.cutoff_len}: must be at least 1")
+    if data_args.val_size < 0 or (data_args.val_size >= 1 and not float(data_args.val_size).is_integer()):
+        problems.append(f"val_size={data_args.val_size}: use a fraction in [0, 1) or a whole number of rows")
+    if data_args.max_samples is not None and data_args.max_samples <= 0:
+        problems.append(f"max_samples={data_args.max_samples}: must be at least 1, or leave it empty")
+    if data_args.interleave_probs and data_args.mix_strategy == "concat":
+        problems.append("interleave_probs needs mix_strategy=interleave_under or interleave_over")
+    return problems
+
+
+def check_finetuning(model_args: ModelArguments, finetuning_args: FinetuningArguments) -> list[str]:
+    problems = []
+    method = finetuning_args.finetuning_type
+    adapters = split_names(model_args.adapter_name_or_path)
+    if model_args.quantization_bit is not None and method in ("full", "freeze"):
+        problems.append(
+            f"quantization_bit={model_args.quantization_bit} with finetuning_type={method}: quantized weights "
+            "cannot be updated; use finetuning_type=lora (QLoRA) or drop quantization_bit"
+        )
+    if adapters and method in ("full", "freeze"):
+        problems.append(
+            f"adapter_name_or_path with finetuning_type={method}: adapters continue lora or p_tuning; "
+            "merge them first with `glmtune export`"
+        )
+    if method == "p_tuning" and len(adapters) > 1:
+        problems.append("p_tuning prefixes cannot be merged: give a single adapter_name_or_path")
+    if finetuning_args.lora_rank <= 0:
+        problems.append(f"lora_rank={finetuning_args.lora_rank}: must be at least 1")
+    if not 0 <= finetuning_args.lora_dropout < 1:
+        problems.append(f"lora_dropout={finetuning_args.lora_dropout}: must be in [0, 1)")
+    if finetuning_args.pre_seq_len <= 0:
+        problems.append(f"pre_seq_len={finetuning_args.pre_seq_len}: must be at least 1")
+    if finetuning_args.num_layer_trainable == 0:
+        problems.append("num_layer_trainable=0 trains nothing: use N > 0 (last N layers) or N < 0 (first N)")
+    if finetuning_args.stage == "ppo" and not finetuning_args.reward_model:
+        problems.append("stage=ppo needs reward_model (path to a reward model checkpoint)")
+    if finetuning_args.stage in ("rm", "ppo", "dpo") and method == "p_tuning":
+        problems.append(f"stage={finetuning_args.stage} supports lora, freeze or full, not p_tuning")
+    return problems
+
+
+def check_training(training_args: Any, data_args: DataArguments, cuda_available: bool) -> list[str]:
+    problems = []
+    if training_args.fp16 and training_args.bf16:
+        problems.append("fp16 and bf16 are both on: choose one")
+    if (training_args.fp16 or training_args.bf16) and not cuda_available:
+        flag = "fp16" if training_args.fp16 else "bf16"
+        problems.append(f"{flag} needs a CUDA GPU and none is visible: drop --{flag} (the CPU trains in fp32)")
+    if training_args.do_train and not data_args.dataset:
+        problems.append("do_train needs dataset (a name from dataset_info.json or a file path)")
+    if (training_args.do_eval or training_args.do_predict) and not (data_args.dataset or data_args.eval_dataset):
+        problems.append("do_eval/do_predict need dataset or eval_dataset")
+    return problems
+
+
+def split_names(value: str | None) -> list[str]:
+    """Split a comma-separated setting, ignoring blanks."""
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def raise_if_problems(problems: list[str]) -> None:
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))

@@ -1,0 +1,1 @@
+"""Model loading, adapters, the embedded default model and export."""

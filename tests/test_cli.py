@@ -1,0 +1,48 @@
+import subprocess
+import sys
+
+from glmtune.cli import main
+
+
+def run_python(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+
+
+def test_help_imports_nothing_heavy():
+    out = run_python(
+        "import sys; from glmtune.cli import main; main(['--help']); "
+        "print(sorted(m for m in ('torch', 'transformers', 'peft', 'datasets') if m in sys.modules))"
+    )
+    assert "commands:" in out and "chat" in out
+    assert out.strip().endswith("[]")
+
+
+def test_unknown_command_is_rejected(capsys):
+    assert main(["trian"]) == 2
+    assert "unknown command 'trian'" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("glmtune ")
+
+
+def test_env_lists_versions_and_default_model_dir(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("GLMTUNE_HOME", str(tmp_path))
+    assert main(["env"]) == 0
+    out = capsys.readouterr().out
+    for name in ("python", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "device"):
+        assert f"- {name}: " in out
+    assert str(tmp_path / "models") in out
+
+
+def test_chat_help_lists_settings(capsys):
+    assert main(["chat", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--model_name_or_path" in out and "--temperature" in out and "--checkpoint_dir" in out
+
+
+def test_config_errors_are_one_message_not_a_traceback(capsys):
+    assert main(["chat", "--temprature", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "temperature" in err and "Traceback" not in err
