@@ -47,5 +47,9 @@ class DataArguments:
     buffer_size: int = field(default=16384, metadata={"help": "Shuffle buffer size when streaming."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Rebuild the preprocessed-data cache."})
+    generator_args: str | None = field(
+        default=None,
+        metadata={"help": "Arguments for generated datasets such as math_4op, as YAML: '{size: 5000, seed: 1}'."},
+    )
     identity_name: str = field(default="glmtune", metadata={"help": "Fills {{name}} in identity datasets."})
     identity_author: str = field(default="glmtune", metadata={"help": "Fills {{author}} in identity datasets."})
