@@ -4,21 +4,7 @@ import torch
 from glmtune.errors import ModelNotFoundError
 from glmtune.hparams import ModelArguments
 from glmtune.model.loader import load_model, load_tokenizer, pick_dtype, resolve_model_source
-
-
-def make_lora_adapter(base_dir, out_dir, seed: int, targets=("q_proj", "v_proj")):
-    """Save a LoRA adapter whose B matrices are non-zero, so it visibly changes outputs."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(base_dir)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=list(targets)))
-    torch.manual_seed(seed)
-    for name, parameter in peft_model.named_parameters():
-        if "lora_B" in name:
-            torch.nn.init.normal_(parameter, std=0.5)
-    peft_model.save_pretrained(out_dir)
-    return peft_model
+from tiny_models import make_lora_adapter
 
 
 def logits_of(model, ids):

@@ -66,3 +66,19 @@ def build_model(kind: str, directory: Path, tokenizer) -> Path:
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def make_lora_adapter(base_dir, out_dir, seed: int, targets=("q_proj", "v_proj")):
+    """Save a LoRA adapter whose B matrices are non-zero, so it visibly changes outputs."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=list(targets)))
+    torch.manual_seed(seed)
+    for name, parameter in peft_model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter, std=0.5)
+    peft_model.save_pretrained(out_dir)
+    return peft_model

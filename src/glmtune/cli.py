@@ -10,6 +10,8 @@ from glmtune.errors import GlmtuneError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("glmtune.chat.terminal", "streaming terminal chat: --model M --adapter A --system S"),
+    "export": ("glmtune.model.export", "merge adapters into a standalone model: --model M --adapter A --out DIR"),
+    "data": ("glmtune.data.inspect", "data inspect NAME: rendered and tokenized samples, loss tokens, length stats"),
     "env": ("glmtune.env", "versions, device and the default model's directory"),
 }
 

@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from glmtune.hparams.data_args import DataArguments
+from glmtune.hparams.export_args import ExportArguments
 from glmtune.hparams.finetuning_args import FinetuningArguments
 from glmtune.hparams.generating_args import GeneratingArguments
 from glmtune.hparams.model_args import ModelArguments
@@ -27,6 +28,20 @@ def get_infer_args(argv: Sequence[str]) -> InferArgs:
     )
     raise_if_problems(check_model(model_args) + check_generation(generating_args))
     return model_args, data_args, generating_args
+
+
+def get_export_args(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments, ExportArguments]:
+    """Arguments for `glmtune export`: a base model, adapters to merge, and where to write."""
+    model_args, data_args, export_args = parse_dataclasses((ModelArguments, DataArguments, ExportArguments), argv)
+    problems = check_model(model_args)
+    if not export_args.export_dir:
+        problems.append("export needs --out DIR (export_dir)")
+    if export_args.export_size <= 0:
+        problems.append(f"export_size={export_args.export_size}: must be > 0 (GB per shard)")
+    if model_args.quantization_bit is not None:
+        problems.append("export merges into full-precision weights: drop quantization_bit")
+    raise_if_problems(problems)
+    return model_args, data_args, export_args
 
 
 def get_train_args(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments, Any, FinetuningArguments, GeneratingArguments]:

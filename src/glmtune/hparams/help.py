@@ -3,6 +3,7 @@
 import dataclasses
 
 from glmtune.hparams.data_args import DataArguments
+from glmtune.hparams.export_args import ExportArguments
 from glmtune.hparams.finetuning_args import FinetuningArguments
 from glmtune.hparams.generating_args import GeneratingArguments
 from glmtune.hparams.model_args import ModelArguments
@@ -10,6 +11,7 @@ from glmtune.hparams.parser import ARG_ALIASES
 
 COMMAND_SETTINGS: dict[str, tuple[type, ...]] = {
     "chat": (ModelArguments, DataArguments, GeneratingArguments),
+    "export": (ModelArguments, ExportArguments),
     "train": (ModelArguments, DataArguments, FinetuningArguments, GeneratingArguments),
 }
 

@@ -26,6 +26,7 @@ ARG_ALIASES = {
     "system": "default_system",
     "prompt_template": "template",
     "torch_dtype": "dtype",
+    "out": "export_dir",
 }
 # ChatGLM Efficient Tuning's `--use_v2` chose ChatGLM2 code paths; glmtune reads the model's own config instead.
 NO_OP_FLAGS = frozenset({"use_v2"})

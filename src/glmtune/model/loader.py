@@ -124,19 +124,43 @@ def load_model(model_args: ModelArguments, for_training: bool = False):
         options["use_safetensors"] = model_args.use_safetensors or None
     if model_args.attn_implementation:
         options["attn_implementation"] = model_args.attn_implementation
+    if model_args.quantization_bit is not None:
+        options["quantization_config"] = bitsandbytes_config(model_args, options["dtype"])
+        options["device_map"] = device  # quantized weights are placed at load time and cannot be moved later
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **options)
     except OSError as error:
         raise ModelNotFoundError(f"cannot load model weights from {path}: {first_line(error)}") from error
     if "gguf_file" in extra:
         drop_gguf_quantizer(model)
-    model.to(device)
+    if model_args.quantization_bit is None:
+        model.to(device)
     if not for_training:
         from glmtune.model.adapters import attach_inference_adapters
 
         model = attach_inference_adapters(model, model_args)
         model.eval()
     return model
+
+
+def bitsandbytes_config(model_args: ModelArguments, compute_dtype: Any) -> Any:
+    """4-bit (QLoRA, nf4 by default) or 8-bit base weights; bitsandbytes runs on CUDA and, from 0.45, on CPU."""
+    import importlib.util
+
+    from transformers import BitsAndBytesConfig
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelNotFoundError(
+            f"quantization_bit={model_args.quantization_bit} needs bitsandbytes: pip install 'glmtune[quant]'"
+        )
+    if model_args.quantization_bit == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=model_args.quantization_type,
+        bnb_4bit_use_double_quant=model_args.double_quantization,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
 
 
 def first_line(error: BaseException) -> str:

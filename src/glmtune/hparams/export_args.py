@@ -1,0 +1,14 @@
+"""Where and how `glmtune export` writes a merged model."""
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class ExportArguments:
+    export_dir: str | None = field(default=None, metadata={"help": "Directory for the merged model (alias: out)."})
+    export_size: float = field(default=2.0, metadata={"help": "Largest safetensors shard, in GB."})
+    export_dtype: Literal["auto", "float32", "float16", "bfloat16"] = field(
+        default="auto", metadata={"help": "Saved weights dtype; auto keeps the loaded dtype."}
+    )
+    export_overwrite: bool = field(default=False, metadata={"help": "Replace an existing export_dir."})

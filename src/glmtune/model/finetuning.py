@@ -1,0 +1,119 @@
+"""Make a loaded model trainable by the chosen method: lora, p_tuning, freeze or full.
+
+Each method is one function registered in FINETUNING_METHODS; adding a method never
+touches a central if/elif.
+"""
+
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from glmtune.errors import ConfigError
+from glmtune.hparams.finetuning_args import FinetuningArguments
+from glmtune.hparams.model_args import ModelArguments
+from glmtune.hparams.validation import split_names
+from glmtune.model.adapters import check_adapter_dir
+
+logger = logging.getLogger(__name__)
+LAYER_INDEX = re.compile(r"\.(?:layers|h|blocks|block)\.(\d+)\.")
+
+
+def setup_lora(model: Any, model_args: ModelArguments, finetuning_args: FinetuningArguments) -> Any:
+    """Merge all given adapters but the last; continue the last one or start a fresh LoRA."""
+    from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+
+    adapters = split_names(model_args.adapter_name_or_path)
+    resume = adapters[-1] if adapters and not finetuning_args.create_new_adapter else None
+    for adapter in adapters if resume is None else adapters[:-1]:
+        model = PeftModel.from_pretrained(model, str(check_adapter_dir(adapter))).merge_and_unload()
+    if resume is not None:
+        return PeftModel.from_pretrained(model, str(check_adapter_dir(resume)), is_trainable=True)
+    targets = split_names(finetuning_args.lora_target)
+    config = LoraConfig(
+        task_type=TaskType.CAUSAL_LM,
+        r=finetuning_args.lora_rank,
+        lora_alpha=finetuning_args.lora_alpha or 2 * finetuning_args.lora_rank,
+        lora_dropout=finetuning_args.lora_dropout,
+        target_modules="all-linear" if targets == ["all"] else targets,
+        use_dora=finetuning_args.use_dora,
+        use_rslora=finetuning_args.use_rslora,
+    )
+    try:
+        return get_peft_model(model, config)
+    except ValueError as error:  # PEFT names the modules it could not find
+        raise ConfigError(f"lora_target={finetuning_args.lora_target}: {error}") from error
+
+
+def setup_prefix(model: Any, model_args: ModelArguments, finetuning_args: FinetuningArguments) -> Any:
+    """P-Tuning v2: trainable key/value prefixes in every layer (PEFT prefix tuning)."""
+    from peft import PeftModel, PrefixTuningConfig, TaskType, get_peft_model
+
+    adapters = split_names(model_args.adapter_name_or_path)
+    if adapters:
+        return PeftModel.from_pretrained(model, str(check_adapter_dir(adapters[0])), is_trainable=True)
+    config = PrefixTuningConfig(
+        task_type=TaskType.CAUSAL_LM,
+        num_virtual_tokens=finetuning_args.pre_seq_len,
+        prefix_projection=finetuning_args.prefix_projection,
+        encoder_hidden_size=model.config.hidden_size,
+    )
+    return get_peft_model(model, config)
+
+
+def setup_freeze(model: Any, model_args: ModelArguments, finetuning_args: FinetuningArguments) -> Any:
+    """Train only the last (or first) N layers, or modules whose names contain given words."""
+    names = split_names(finetuning_args.name_module_trainable)
+    layer_count = model.config.num_hidden_layers
+    count = finetuning_args.num_layer_trainable
+    chosen = range(layer_count - count, layer_count) if count > 0 else range(-count)
+    trainable = 0
+    for name, parameter in model.named_parameters():
+        match = LAYER_INDEX.search(name)
+        in_layer = match is not None and int(match.group(1)) in chosen
+        parameter.requires_grad_(in_layer and (not names or any(word in name for word in names)))
+        trainable += parameter.requires_grad
+    if not trainable:
+        raise ConfigError(
+            f"freeze tuning selected no parameters (num_layer_trainable={count}, "
+            f"name_module_trainable={finetuning_args.name_module_trainable}); parameter names look like "
+            f"{next(iter(dict(model.named_parameters())))}"
+        )
+    upcast_trainable(model)
+    return model
+
+
+def setup_full(model: Any, model_args: ModelArguments, finetuning_args: FinetuningArguments) -> Any:
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    upcast_trainable(model)
+    return model
+
+
+def upcast_trainable(model: Any) -> None:
+    """Optimizer states of half-precision weights lose updates; trainable weights train in fp32."""
+    for parameter in model.parameters():
+        if parameter.requires_grad and parameter.dtype in (torch.float16, torch.bfloat16):
+            parameter.data = parameter.data.float()
+
+
+FINETUNING_METHODS: dict[str, Callable[[Any, ModelArguments, FinetuningArguments], Any]] = {
+    "lora": setup_lora,
+    "p_tuning": setup_prefix,
+    "freeze": setup_freeze,
+    "full": setup_full,
+}
+
+
+def prepare_for_training(model: Any, model_args: ModelArguments, finetuning_args: FinetuningArguments) -> Any:
+    if model_args.quantization_bit is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    model = FINETUNING_METHODS[finetuning_args.finetuning_type](model, model_args, finetuning_args)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    logger.info("trainable parameters: %d of %d (%.4f%%)", trainable, total, 100 * trainable / max(total, 1))
+    return model

@@ -1,0 +1,1 @@
+"""Training stages (one small module each), the shared trainer, callbacks and loss plots."""

@@ -1,0 +1,43 @@
+"""Causal-LM loss that projects to the vocabulary only where labels count.
+
+Prompt and padding positions carry label -100; skipping their vocabulary projection saves
+the largest activation in training ([batch, length, vocab] logits) and its compute.
+"""
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100  # cross-entropy ignores these positions (prompt and padding tokens)
+# Heads that post-process logits (soft-capping, scaling) need the model's own loss path.
+LOGIT_TRANSFORM_ATTRIBUTES = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
+
+
+def has_plain_head(model: Any) -> bool:
+    config = model.config
+    return not any(getattr(config, name, None) not in (None, 1.0) for name in LOGIT_TRANSFORM_ATTRIBUTES)
+
+
+def selective_causal_lm_loss(model: Any, inputs: dict[str, torch.Tensor], num_items_in_batch: Any = None) -> torch.Tensor:
+    """Mean next-token cross-entropy over labelled positions, or their sum divided by `num_items_in_batch`.
+
+    The model runs with `logits_to_keep=1` (one position of logits, nearly free); the
+    final normalised hidden states then go through the output head at labelled positions only.
+    """
+    labels = inputs["labels"]
+    model_inputs = {key: value for key, value in inputs.items() if key != "labels"}
+    if not has_plain_head(model):
+        outputs = model(**model_inputs, labels=labels, num_items_in_batch=num_items_in_batch)
+        return outputs.loss
+    outputs = model(**model_inputs, output_hidden_states=True, logits_to_keep=1)
+    hidden = outputs.hidden_states[-1]
+    if hidden.shape[1] != labels.shape[1]:  # prefix tuning prepends virtual tokens to the states
+        hidden = hidden[:, -labels.shape[1] :]
+    targets = labels[:, 1:]
+    keep = targets != IGNORE_INDEX
+    logits = model.get_output_embeddings()(hidden[:, :-1][keep])
+    total = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
+    if num_items_in_batch is None:
+        return total / keep.sum().clamp(min=1)
+    return total / torch.as_tensor(num_items_in_batch, device=total.device)

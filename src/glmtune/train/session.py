@@ -1,0 +1,58 @@
+"""What every stage shares: the trainer set-up, training with resume, and saving the results."""
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from glmtune.hparams.parser import settings_to_yaml
+from glmtune.train.callbacks import CompleteCheckpointMarker, MetricsLogger, summary_line
+from glmtune.train.checkpoints import resolve_resume
+from glmtune.train.plot import plot_loss
+from glmtune.train.trainer import GlmtuneTrainer
+
+logger = logging.getLogger(__name__)
+CONFIG_FILE = "train_config.yaml"
+
+
+def write_resolved_config(output_dir: str, *arguments: Any) -> Path:
+    """Save the fully resolved settings first, so even a crashed run says how it was started."""
+    path = Path(output_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / CONFIG_FILE).write_text(settings_to_yaml(*arguments), encoding="utf-8")
+    return path / CONFIG_FILE
+
+
+def build_trainer(model: Any, tokenizer: Any, training_args: Any, train_set: Any, eval_set: Any, collator: Any) -> GlmtuneTrainer:
+    if training_args.include_num_input_tokens_seen == "no":
+        training_args.include_num_input_tokens_seen = "non_padding"  # effective tokens/s needs the count
+    return GlmtuneTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=[MetricsLogger(), CompleteCheckpointMarker()],
+    )
+
+
+def train_and_save(trainer: GlmtuneTrainer, plot: bool) -> dict[str, Any]:
+    """Train (resuming if asked), save weights, tokenizer and state, then report one summary line."""
+    args = trainer.args
+    resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
+    if resume:
+        logger.warning("resuming from %s", resume)
+    result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model()
+    trainer.save_state()
+    metrics = dict(result.metrics)
+    metrics["effective_tokens"] = trainer.state.num_input_tokens_seen
+    if trainer.eval_dataset is not None:
+        metrics.update(trainer.evaluate())
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    if plot and trainer.is_world_process_zero():
+        plot_loss(args.output_dir)
+    line = summary_line(metrics, trainer.state.num_input_tokens_seen)
+    print(line, flush=True)
+    return metrics
