@@ -1,8 +1,9 @@
-"""The template mechanism that ChatModel relies on (golden tests per template live with the data issue)."""
+"""The template mechanism that ChatModel relies on; every template's golden text is in test_templates_golden.py."""
 
 import pytest
 from transformers import AutoTokenizer
 
+from glmtune.data import schema, templates
 from glmtune.data.templates import encode_prompt, encode_turns, get_template
 from glmtune.errors import ConfigError
 
@@ -50,3 +51,7 @@ def test_broken_role_order_is_reported_with_its_index(tokenizer):
 def test_unknown_template_suggests_close_names():
     with pytest.raises(ConfigError, match="did you mean qwen"):
         get_template("qwne")
+
+
+def test_messages_have_one_schema():
+    assert templates.Message is schema.Message

@@ -1,0 +1,87 @@
+"""Batches of preprocessed samples as padded tensors, padded on the right.
+
+Written by hand rather than with DataCollatorForSeq2Seq because that one pads on the
+tokenizer's padding side (often left, for generation), knows nothing of the position_ids
+of packed rows, and cannot lay chosen and rejected answers into one batch.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from glmtune.data.preprocess import IGNORE_INDEX
+
+
+def pad_token_id(tokenizer: Any) -> int:
+    """The tokenizer's pad id, else eos: padded positions are masked out, any id will do."""
+    for token_id in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return token_id
+    return 0
+
+
+def padded_length(sequences: list[list[int]], multiple: int | None) -> int:
+    longest = max(len(sequence) for sequence in sequences)
+    return -(-longest // multiple) * multiple if multiple else longest
+
+
+def pad(sequences: list[list[int]], value: int, length: int) -> torch.Tensor:
+    batch = torch.full((len(sequences), length), value, dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        batch[row, : len(sequence)] = torch.as_tensor(sequence, dtype=torch.long)
+    return batch
+
+
+def pad_positions(sequences: list[list[int]], length: int) -> torch.Tensor:
+    """position_ids of packed rows; padding counts from 0 again, so it forms a segment of its own."""
+    batch = torch.arange(length).repeat(len(sequences), 1)
+    for row, sequence in enumerate(sequences):
+        batch[row, : len(sequence)] = torch.as_tensor(sequence, dtype=torch.long)
+        batch[row, len(sequence) :] -= len(sequence)
+    return batch
+
+
+def supervised_batch(
+    input_ids: list[list[int]], labels: list[list[int]], pad_id: int, multiple: int | None
+) -> dict[str, torch.Tensor]:
+    length = padded_length(input_ids, multiple)
+    ids = pad(input_ids, pad_id, length)
+    mask = torch.arange(length) < torch.tensor([len(sequence) for sequence in input_ids])[:, None]
+    return {"input_ids": ids, "attention_mask": mask.long(), "labels": pad(labels, IGNORE_INDEX, length)}
+
+
+@dataclass
+class SupervisedCollator:
+    """input_ids, labels (-100 on padding) and attention_mask; for sft, pt and kto samples.
+
+    Packed rows (with position_ids) get position_ids and no attention_mask: transformers
+    then reads sample boundaries from the restarting positions and builds a block-diagonal
+    causal mask (sdpa, eager and flash attention), which a padding mask would switch off.
+    """
+
+    tokenizer: Any
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        input_ids = [feature["input_ids"] for feature in features]
+        labels = [feature["labels"] for feature in features]
+        batch = supervised_batch(input_ids, labels, pad_token_id(self.tokenizer), self.pad_to_multiple_of)
+        if "position_ids" in features[0]:
+            del batch["attention_mask"]
+            positions = [feature["position_ids"] for feature in features]
+            batch["position_ids"] = pad_positions(positions, batch["input_ids"].shape[1])
+        return batch
+
+
+@dataclass
+class PairwiseCollator:
+    """One batch of 2n rows: the n chosen samples, then the n rejected ones, for rm and dpo."""
+
+    tokenizer: Any
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        input_ids = [feature[f"{side}_input_ids"] for side in ("chosen", "rejected") for feature in features]
+        labels = [feature[f"{side}_labels"] for side in ("chosen", "rejected") for feature in features]
+        return supervised_batch(input_ids, labels, pad_token_id(self.tokenizer), self.pad_to_multiple_of)

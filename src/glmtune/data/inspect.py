@@ -1,0 +1,213 @@
+"""`glmtune data inspect NAME`: see exactly what a model will learn from before training on it.
+
+Prints a few samples as the model receives them (rendered text and token ids) with the
+tokens that carry loss marked, then token-length statistics and the load summary. Loss
+tokens are coloured on a terminal and wrapped in ⟦ ⟧ elsewhere, so a piped or logged
+output shows the same thing in plain text.
+"""
+
+import itertools
+import math
+import statistics
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TextIO
+
+from glmtune.errors import ConfigError
+from glmtune.hparams.data_args import DataArguments
+from glmtune.hparams.model_args import ModelArguments
+from glmtune.hparams.parser import parse_dataclasses
+from glmtune.hparams.validation import check_data, check_model, raise_if_problems
+
+USAGE = (
+    "glmtune data inspect NAME [--dataset_dir D] [--template T] [--model M] [-n 3] [--stage sft] "
+    "[other data settings]"
+)
+LOSS_OPEN, LOSS_CLOSE = "⟦", "⟧"
+LOSS_STYLE = "bold green"
+IGNORE_INDEX = -100  # label of a token that carries no loss
+
+Segment = tuple[str, bool]  # (text, carries loss)
+
+
+@dataclass
+class InspectArguments:
+    num_samples: int = field(default=3, metadata={"help": "How many samples to show.", "aliases": ["-n"]})
+    stage: Literal["pt", "sft", "rm", "dpo", "ppo"] = field(
+        default="sft", metadata={"help": "Which stage's preprocessing to show (pt, sft, rm, dpo, ppo)."}
+    )
+
+
+def main(argv: Sequence[str]) -> int:
+    if not argv or argv[0] != "inspect":
+        problem = f"unknown data command {argv[0]!r}" if argv else "missing data command"
+        raise ConfigError(f"{problem}: use `{USAGE}`")
+    name, settings = split_dataset_name(list(argv[1:]))
+    inspect_dataset(name, settings, sys.stdout)
+    return 0
+
+
+def split_dataset_name(argv: list[str]) -> tuple[str | None, list[str]]:
+    """The dataset is the first bare word; everything after it is ordinary settings."""
+    if argv and not argv[0].startswith("-") and "=" not in argv[0] and not argv[0].endswith((".yaml", ".yml")):
+        return argv[0], argv[1:]
+    return None, argv
+
+
+def inspect_dataset(name: str | None, settings: Sequence[str], stream: TextIO, color: bool | None = None) -> None:
+    """Load, preprocess and print; bad names fail before the tokenizer loads."""
+    from glmtune.data.loader import load_examples
+    from glmtune.data.preprocess import preprocess_dataset
+    from glmtune.data.templates import get_template
+    from glmtune.model.loader import load_tokenizer
+
+    model_args, data_args, inspect_args = parse_settings(name, settings)
+    template = get_template(data_args.template)
+    loaded = load_examples(data_args, inspect_args.stage)
+    tokenizer = load_tokenizer(model_args)
+    dataset, report = preprocess_dataset(loaded.train, inspect_args.stage, template, tokenizer, data_args)
+    out = Output(stream, color)
+    show_samples(out, tokenizer, dataset, inspect_args.num_samples)
+    show_statistics(out, dataset)
+    out.line(f"loading: {loaded.report.summary()}")
+    out.line(f"preprocessing: {report.summary()}")
+    if loaded.validation is not None:
+        out.line(f"validation split: {len(loaded.validation)} rows (not shown)")
+
+
+def parse_settings(
+    name: str | None, settings: Sequence[str]
+) -> tuple[ModelArguments, DataArguments, InspectArguments]:
+    """The positional NAME wins over a `dataset` setting; problems are reported together."""
+    model_args, data_args, inspect_args = parse_dataclasses((ModelArguments, DataArguments, InspectArguments), settings)
+    data_args.dataset = name or data_args.dataset
+    problems = check_model(model_args) + check_data(data_args)
+    if not data_args.dataset:
+        problems.append(f"name a dataset: {USAGE}")
+    if inspect_args.num_samples < 0:
+        problems.append(f"-n {inspect_args.num_samples}: show zero or more samples")
+    if data_args.streaming:
+        problems.append("inspect reads the whole dataset for its statistics: drop streaming, or limit rows with max_samples")
+    raise_if_problems(problems)
+    return model_args, data_args, inspect_args
+
+
+class Output:
+    """Writes lines and marked segments: colour on a terminal, ⟦ ⟧ markers elsewhere."""
+
+    def __init__(self, stream: TextIO, color: bool | None = None) -> None:
+        self.stream = stream
+        use_color = stream.isatty() if color is None else color
+        self.console = None
+        if use_color:
+            from rich.console import Console
+
+            self.console = Console(file=stream, force_terminal=True, highlight=False, soft_wrap=True)
+
+    def line(self, text: str = "") -> None:
+        if self.console is not None:
+            self.console.print(text, markup=False)
+        else:
+            self.stream.write(text + "\n")
+
+    def marked(self, segments: list[Segment], label: str = "") -> None:
+        if self.console is None:
+            self.stream.write(label + plain_marked(segments) + "\n")
+            return
+        from rich.text import Text
+
+        text = Text(label)
+        for piece, loss in segments:
+            text.append(piece, style=LOSS_STYLE if loss else None)
+        self.console.print(text)
+
+    def legend(self) -> str:
+        if self.console is not None:
+            return f"tokens that carry loss are {LOSS_STYLE}"
+        return f"tokens that carry loss are between {LOSS_OPEN} and {LOSS_CLOSE}"
+
+
+def plain_marked(segments: list[Segment]) -> str:
+    return "".join(f"{LOSS_OPEN}{piece}{LOSS_CLOSE}" if loss else piece for piece, loss in segments)
+
+
+def sequence_columns(column_names: Sequence[str]) -> list[tuple[str, str]]:
+    """(ids column, labels column) pairs: `input_ids`/`labels`, `chosen_input_ids`/`chosen_labels`, ..."""
+    pairs = []
+    for column in column_names:
+        if column == "input_ids" or column.endswith("_input_ids"):
+            pairs.append((column, column[: -len("input_ids")] + "labels"))
+    return pairs
+
+
+def loss_runs(input_ids: Sequence[int], labels: Sequence[int] | None) -> list[tuple[list[int], bool]]:
+    """Split ids into runs that do or do not carry loss; with no labels (ppo queries) no token does."""
+    flags = [False] * len(input_ids) if labels is None else [label != IGNORE_INDEX for label in labels]
+    runs = []
+    for loss, group in itertools.groupby(zip(input_ids, flags), key=lambda pair: pair[1]):
+        runs.append(([token for token, _ in group], loss))
+    return runs
+
+
+def text_segments(tokenizer: Any, runs: list[tuple[list[int], bool]]) -> list[Segment]:
+    return [(tokenizer.decode(ids, skip_special_tokens=False), loss) for ids, loss in runs]
+
+
+def id_segments(runs: list[tuple[list[int], bool]]) -> list[Segment]:
+    """Space-separated ids; a space between runs stays outside the markers."""
+    segments: list[Segment] = []
+    for index, (ids, loss) in enumerate(runs):
+        if index:
+            segments.append((" ", False))
+        segments.append((" ".join(map(str, ids)), loss))
+    return segments
+
+
+def show_samples(out: Output, tokenizer: Any, dataset: Any, count: int) -> None:
+    shown = min(count, len(dataset))
+    out.line(f"{len(dataset)} samples after preprocessing; showing {shown}; {out.legend()}")
+    columns = sequence_columns(dataset.column_names)
+    for index in range(shown):
+        row = dataset[index]
+        where = f" ({row['source']})" if row.get("source") else ""
+        for ids_column, labels_column in columns:
+            runs = loss_runs(row[ids_column], row.get(labels_column))
+            carried = sum(len(ids) for ids, loss in runs if loss)
+            kind = ids_column[: -len("_input_ids")] + " " if ids_column != "input_ids" else ""
+            out.line()
+            out.line(f"── sample {index + 1}{where}: {kind}{len(row[ids_column])} tokens, {carried} carry loss ──")
+            out.marked(text_segments(tokenizer, runs))
+            out.marked(id_segments(runs), label="ids: ")
+
+
+def percentile(sorted_values: Sequence[int], fraction: float) -> int:
+    """Nearest-rank percentile: always one of the observed values."""
+    rank = max(1, math.ceil(fraction * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def length_statistics(lengths: Sequence[int]) -> str:
+    values = sorted(lengths)
+    if not values:
+        return "no samples"
+    median = statistics.median(values)
+    return (
+        f"min {values[0]}, median {median:g}, p95 {percentile(values, 0.95)}, max {values[-1]} "
+        f"({len(values)} samples)"
+    )
+
+
+def loss_share(label_rows: Sequence[Sequence[int]], total: int) -> str:
+    carried = sum(label != IGNORE_INDEX for labels in label_rows for label in labels)
+    share = carried / total if total else 0.0
+    return f"{carried} of {total} tokens carry loss ({share:.0%})"
+
+
+def show_statistics(out: Output, dataset: Any) -> None:
+    out.line()
+    for ids_column, labels_column in sequence_columns(dataset.column_names):
+        lengths = [len(ids) for ids in dataset[ids_column]]
+        out.line(f"token lengths ({ids_column}): {length_statistics(lengths)}")
+        if labels_column in dataset.column_names:
+            out.line(f"loss ({labels_column}): {loss_share(dataset[labels_column], sum(lengths))}")

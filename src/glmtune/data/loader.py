@@ -1,0 +1,307 @@
+"""Load the datasets a config names into Examples: read, convert, count, mix and split.
+
+Every row read is either kept or counted as skipped with its reason and location in the
+LoadReport, whose summary is logged and returned. Mixing, `max_samples` and the
+validation split are deterministic under `seed`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import TYPE_CHECKING
+
+from glmtune.data.converters import STAGE_TARGETS, RowFormat, convert, fill_identity, sniff_format
+from glmtune.data.readers import BadRow, RawRow, read_rows
+from glmtune.data.registry import DatasetSpec, Registry, load_registry, resolve, verify_sha1
+from glmtune.data.schema import Example, LoadReport
+from glmtune.errors import ConfigError
+from glmtune.hparams.data_args import DataArguments
+from glmtune.hparams.validation import split_names
+
+if TYPE_CHECKING:
+    from datasets import Dataset, Features, IterableDataset
+
+    AnyDataset = Dataset | IterableDataset
+
+logger = logging.getLogger(__name__)
+
+PAIRWISE_STAGES = ("rm", "dpo")
+SHOWN_BAD_ROWS = 3  # full messages logged per dataset; the report keeps counts for the rest
+STOPPING = {"interleave_under": "first_exhausted", "interleave_over": "all_exhausted"}
+
+
+@dataclass
+class LoadedData:
+    """Examples for training and validation, and what happened to every row read.
+
+    `train` is None only when no `dataset` is given (evaluation from `eval_dataset` alone);
+    `validation` is None when neither `val_size` nor `eval_dataset` asks for one.
+    With streaming, the report counts rows as the main process reads them.
+    """
+
+    train: AnyDataset | None
+    validation: AnyDataset | None
+    report: LoadReport
+
+
+def load_examples(data_args: DataArguments, stage: str, seed: int = 42) -> LoadedData:
+    """Read `dataset` (and `eval_dataset`) as Examples fit for `stage` (pt, sft, rm, dpo, ppo)."""
+    if stage not in STAGE_TARGETS:
+        raise ConfigError(f"unknown stage {stage!r}; known: {', '.join(STAGE_TARGETS)}")
+    names, eval_names = split_names(data_args.dataset), split_names(data_args.eval_dataset)
+    if not names and not eval_names:
+        raise ConfigError("no dataset given: set dataset (a name from dataset_info.json or a file path)")
+    if eval_names and data_args.val_size:
+        raise ConfigError("val_size and eval_dataset both ask for validation data: keep one")
+    registry = load_registry(data_args.dataset_dir)
+    report = LoadReport()
+    train = mix(load_all(names, registry, data_args, stage, report), data_args, seed, report) if names else None
+    validation = None
+    if eval_names:
+        validation = mix(load_all(eval_names, registry, data_args, stage, report), data_args, seed, report)
+    elif train is not None and data_args.val_size:
+        train, validation = split_validation(train, data_args, seed)
+    finish_report(report, data_args)
+    return LoadedData(train=train, validation=validation, report=report)
+
+
+def load_all(
+    names: list[str], registry: Registry, data_args: DataArguments, stage: str, report: LoadReport
+) -> list[AnyDataset]:
+    specs = [resolve(name, registry, data_args.generator_args) for name in names]
+    return [load_one(spec, data_args, stage, report) for spec in specs]
+
+
+def load_one(spec: DatasetSpec, data_args: DataArguments, stage: str, report: LoadReport) -> AnyDataset:
+    """One dataset as Examples; its own report is merged into `report` (as rows stream, when streaming)."""
+    from datasets import Dataset, IterableDataset
+
+    verify_sha1(spec)
+    row_format = fit_format(spec, stage)
+    if data_args.streaming:
+        generate = streaming_examples(spec, row_format, data_args, stage, report)
+        dataset = IterableDataset.from_generator(generate, features=example_features())
+        return dataset.take(data_args.max_samples) if data_args.max_samples else dataset
+    own = LoadReport()
+    examples = list(limited(convert_rows(spec, row_format, data_args, stage, Tally([own])), data_args.max_samples))
+    logger.info("dataset %s: %s", spec.name, own.summary())
+    report.merge(own)
+    if not examples:
+        raise ConfigError(f"dataset {spec.name!r} has no usable rows for stage {stage}: {own.summary()}")
+    return Dataset.from_list(examples, features=example_features())
+
+
+def fit_format(spec: DatasetSpec, stage: str) -> RowFormat:
+    """The dataset's row format, sniffed for plain paths, and checked against what the stage needs."""
+    row_format = spec.row_format or sniffed_format(spec, stage)
+    pairwise = stage in PAIRWISE_STAGES
+    if row_format.ranking and not pairwise:
+        raise ConfigError(f"dataset {spec.name!r} is pairwise (ranking): use it with stage rm or dpo, not {stage}")
+    if pairwise and row_format.formatting == "sharegpt" and not row_format.ranking:
+        raise ConfigError(
+            f"stage {stage} needs chosen/rejected answers, but dataset {spec.name!r} is not pairwise: "
+            'set "ranking": true with chosen and rejected columns in dataset_info.json'
+        )
+    if row_format.formatting == "text" and stage != "pt":
+        raise ConfigError(f"dataset {spec.name!r} is plain text: use it with stage pt, not {stage}")
+    if stage == "pt" and row_format.formatting == "sharegpt":
+        raise ConfigError(f"stage pt reads plain text, but dataset {spec.name!r} holds conversations (sharegpt)")
+    return row_format
+
+
+def sniffed_format(spec: DatasetSpec, stage: str) -> RowFormat:
+    """A plain file or folder names no format: read it off the first well-formed row."""
+    if stage == "pt":
+        return RowFormat("text")
+    for _, row in raw_rows(spec):
+        if not isinstance(row, BadRow):
+            found = sniff_format(row)
+            if found is None:
+                raise ConfigError(
+                    f"cannot tell the format of {spec.path} from its columns {sorted(row)}: add an entry to "
+                    "dataset_info.json with formatting and columns"
+                )
+            return found
+    raise ConfigError(f"{spec.path} holds no readable rows")
+
+
+def raw_rows(spec: DatasetSpec) -> Iterator[RawRow]:
+    if spec.generator is not None:
+        return generated_rows(spec)
+    assert spec.path is not None  # a spec names either a generator or a path
+    return read_rows(spec.path, spec.whole_file)
+
+
+def generated_rows(spec: DatasetSpec) -> Iterator[RawRow]:
+    """Rows made by code; imported lazily so reading files never imports generators."""
+    from glmtune.data.generators import run_generator
+
+    for index, row in enumerate(run_generator(str(spec.generator), spec.generator_args)):
+        yield f"{spec.name}[{index}]", row
+
+
+@dataclass
+class Tally:
+    """Counts each row of one dataset once, into every report given.
+
+    A stream is read again for each epoch and for the validation split; only rows past
+    the furthest point read so far are new, so nothing is counted twice.
+    """
+
+    reports: list[LoadReport]
+    counted: int = 0
+    shown: int = 0
+    finished: bool = False
+
+    def is_new(self, ordinal: int) -> bool:
+        if ordinal < self.counted:
+            return False
+        self.counted += 1
+        for report in self.reports:
+            report.read += 1
+        return True
+
+    def keep(self) -> None:
+        for report in self.reports:
+            report.kept += 1
+
+    def skip(self, error: BadRow, dataset: str) -> None:
+        for report in self.reports:
+            report.skip(error.reason, error.location)
+        if self.shown < SHOWN_BAD_ROWS:
+            logger.warning("dataset %s: skipping %s", dataset, error)
+        self.shown += 1
+
+
+def convert_rows(
+    spec: DatasetSpec, row_format: RowFormat, data_args: DataArguments, stage: str, tally: Tally
+) -> Iterator[Example]:
+    """Examples from raw rows; a bad row is counted by reason, never dropped silently."""
+    for ordinal, (location, row) in enumerate(raw_rows(spec)):
+        new = tally.is_new(ordinal)
+        try:
+            if isinstance(row, BadRow):
+                raise row
+            example = convert(row, location, row_format, stage)
+        except BadRow as error:
+            if new:
+                tally.skip(error, spec.name)
+            continue
+        if new:
+            tally.keep()
+        yield fill_identity(example, data_args.identity_name, data_args.identity_author)
+
+
+def limited(examples: Iterator[Example], max_samples: int | None) -> Iterator[Example]:
+    """The first `max_samples` examples; islice stops reading the file once there are enough."""
+    return examples if max_samples is None else islice(examples, max_samples)
+
+
+def streaming_examples(
+    spec: DatasetSpec, row_format: RowFormat, data_args: DataArguments, stage: str, report: LoadReport
+) -> Callable[[], Iterator[Example]]:
+    """A generator function for IterableDataset; counts go straight into the shared report as rows stream."""
+
+    own = LoadReport()
+    tally = Tally([own, report])
+
+    def generate() -> Iterator[Example]:
+        yield from convert_rows(spec, row_format, data_args, stage, tally)
+        if not tally.finished:
+            tally.finished = True
+            logger.info("dataset %s streamed to the end: %s", spec.name, own.summary())
+
+    return generate
+
+
+def mix(datasets: list[AnyDataset], data_args: DataArguments, seed: int, report: LoadReport) -> AnyDataset:
+    """Concatenate, or interleave with `interleave_probs` (under: stop at the first exhausted; over: at the last)."""
+    from datasets import Dataset, concatenate_datasets, interleave_datasets
+
+    if len(datasets) == 1:
+        return datasets[0]
+    if data_args.mix_strategy == "concat":
+        return concatenate_datasets(datasets)
+    if data_args.mix_strategy not in STOPPING:
+        raise ConfigError(f"mix_strategy {data_args.mix_strategy!r}: use concat, interleave_under or interleave_over")
+    probabilities = parse_probabilities(data_args.interleave_probs, len(datasets))
+    mixed = interleave_datasets(
+        datasets, probabilities=probabilities, seed=seed, stopping_strategy=STOPPING[data_args.mix_strategy]
+    )
+    if isinstance(mixed, Dataset):
+        count_interleaving(datasets, mixed, data_args.mix_strategy, report)
+    return mixed
+
+
+def count_interleaving(datasets: list[Dataset], mixed: Dataset, strategy: str, report: LoadReport) -> None:
+    """Interleaving leaves rows out (under) or draws some twice (over): count both, so nothing vanishes unseen."""
+    drawn = Counter(mixed["source"])
+    left_out = [source for dataset in datasets for source in dataset["source"] if not drawn[source]]
+    for source in left_out:
+        report.skip(f"left out by {strategy} (another dataset ran out first)", source)
+    report.kept -= len(left_out)
+    repeated = len(mixed) - (sum(len(dataset) for dataset in datasets) - len(left_out))
+    if repeated > 0:
+        logger.info("%s drew %d rows more than once to exhaust every dataset", strategy, repeated)
+
+
+def parse_probabilities(text: str | None, count: int) -> list[float] | None:
+    if not text:
+        return None
+    try:
+        probabilities = [float(part) for part in text.split(",")]
+    except ValueError as error:
+        raise ConfigError(f"interleave_probs={text!r}: give numbers, comma-separated") from error
+    if len(probabilities) != count:
+        raise ConfigError(f"interleave_probs has {len(probabilities)} numbers for {count} datasets: give one each")
+    if any(p < 0 for p in probabilities) or abs(sum(probabilities) - 1) > 1e-6:
+        raise ConfigError(f"interleave_probs={text!r}: must be non-negative and sum to 1")
+    return probabilities
+
+
+def split_validation(dataset: AnyDataset, data_args: DataArguments, seed: int) -> tuple[AnyDataset, AnyDataset]:
+    """Hold out `val_size` rows (a fraction below 1, else a count), shuffled under `seed`."""
+    from datasets import IterableDataset
+
+    size = data_args.val_size
+    if isinstance(dataset, IterableDataset):
+        if size < 1:
+            raise ConfigError(f"val_size={size} with streaming: the length is unknown, give a row count (e.g. 500)")
+        shuffled = dataset.shuffle(seed=seed, buffer_size=data_args.buffer_size)
+        return shuffled.skip(int(size)), shuffled.take(int(size))
+    test_size: float | int = size if size < 1 else int(size)
+    if isinstance(test_size, int) and test_size >= len(dataset):
+        raise ConfigError(f"val_size={test_size} leaves no training rows: the datasets hold {len(dataset)} rows")
+    split = dataset.train_test_split(test_size=test_size, seed=seed)
+    return split["train"], split["test"]
+
+
+def finish_report(report: LoadReport, data_args: DataArguments) -> None:
+    if data_args.streaming:
+        logger.info("data: streaming, so rows are counted as they are read")
+        return
+    level = logging.WARNING if report.skipped else logging.INFO
+    logger.log(level, "data: %s", report.summary())
+
+
+def example_features() -> Features:
+    """Arrow schema of an Example: every key present, nullable, so all sources share one type."""
+    from datasets import Features, List, Value
+
+    message = {"role": Value("string"), "content": Value("string")}
+    return Features(
+        {
+            "messages": List(message),
+            "system": Value("string"),
+            "tools": Value("string"),
+            "chosen": message,
+            "rejected": message,
+            "kto_tag": Value("bool"),
+            "text": Value("string"),
+            "source": Value("string"),
+        }
+    )
