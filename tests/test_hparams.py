@@ -26,7 +26,7 @@ def test_yaml_then_key_value_then_flags(tmp_path):
 
 def test_key_value_strings_take_field_types(tmp_path):
     _, data, training, finetuning, generating = get_train_args(
-        ["output_dir=o", "lora_dropout=0.1", "max_samples=7", "plot_loss=true", "max_new_tokens=9"]
+        ["output_dir=o", "dataset=d", "lora_dropout=0.1", "max_samples=7", "plot_loss=true", "max_new_tokens=9"]
     )
     assert finetuning.lora_dropout == pytest.approx(0.1)
     assert data.max_samples == 7
@@ -79,7 +79,7 @@ def test_literal_values_from_yaml_are_checked(tmp_path):
         (["--finetuning_type", "p_tuning", "--adapter_name_or_path", "a,b"], "single adapter"),
         (["--stage", "ppo"], "stage=ppo needs reward_model"),
         (["--fp16", "--bf16"], "choose one|bf16"),
-        (["--do_train"], "do_train needs dataset"),
+        (["--dataset", ""], "do_train needs dataset"),
         (["--lora_rank", "0"], "lora_rank=0"),
         (["--cutoff_len", "0"], "cutoff_len=0"),
         (["--val_size", "1.5"], "val_size=1.5"),
@@ -88,12 +88,12 @@ def test_literal_values_from_yaml_are_checked(tmp_path):
 )
 def test_impossible_combinations_are_rejected_before_loading(argv, message):
     with pytest.raises(ConfigError, match=message):
-        get_train_args(["--output_dir", "o", *argv])
+        get_train_args(["--output_dir", "o", "--dataset", "d", *argv])
 
 
 def test_all_problems_are_reported_together():
     with pytest.raises(ConfigError) as error:
-        get_train_args(["--output_dir", "o", "--lora_rank", "0", "--cutoff_len", "0"])
+        get_train_args(["--output_dir", "o", "--dataset", "d", "--lora_rank", "0", "--cutoff_len", "0"])
     assert "lora_rank" in str(error.value) and "cutoff_len" in str(error.value)
 
 

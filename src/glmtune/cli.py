@@ -9,6 +9,7 @@ from glmtune import __version__
 from glmtune.errors import GlmtuneError
 
 COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("glmtune.train.runner", "fine-tune: CONFIG.yaml or --stage sft --finetuning_type lora --dataset D --output_dir OUT"),
     "chat": ("glmtune.chat.terminal", "streaming terminal chat: --model M --adapter A --system S"),
     "export": ("glmtune.model.export", "merge adapters into a standalone model: --model M --adapter A --out DIR"),
     "data": ("glmtune.data.inspect", "data inspect NAME: rendered and tokenized samples, loss tokens, length stats"),

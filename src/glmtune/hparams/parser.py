@@ -4,8 +4,10 @@ Later sources win. Flag names of ChatGLM Efficient Tuning and LLaMA-Factory are 
 through `ARG_ALIASES`, so their configs and command lines carry over unchanged.
 """
 
+import argparse
 import dataclasses
 import difflib
+import enum
 import json
 import types
 import typing
@@ -139,8 +141,22 @@ def check_literal_fields(instance: Any) -> None:
                 )
 
 
-def parse_dataclasses(dataclass_types: Sequence[type], argv: Sequence[str]) -> tuple[Any, ...]:
-    """Build one instance of each dataclass from CONFIG.yaml, key=value items and --flags."""
+def peek_setting(argv: Sequence[str], name: str) -> Any:
+    """The value a command line gives `name` (None if absent), before full parsing."""
+    settings, flags = split_argv(argv)
+    value = rename_aliases(settings).get(name)
+    flags = rename_flag_aliases(flags)
+    for index, item in enumerate(flags):
+        key, sep, inline = item.partition("=")
+        if key == f"--{name}":
+            value = inline if sep else (flags[index + 1] if index + 1 < len(flags) else None)
+    return value
+
+
+def parse_dataclasses(
+    dataclass_types: Sequence[type], argv: Sequence[str], defaults: dict[str, Any] | None = None
+) -> tuple[Any, ...]:
+    """Build one instance of each dataclass from defaults, CONFIG.yaml, key=value items and --flags."""
     from transformers import HfArgumentParser
 
     class Parser(HfArgumentParser):
@@ -151,13 +167,15 @@ def parse_dataclasses(dataclass_types: Sequence[type], argv: Sequence[str]) -> t
     fields = field_map(dataclass_types)
     settings = normalise_values(rename_aliases(settings), fields)
     parser = Parser(list(dataclass_types))
-    parser.set_defaults(**settings)
+    parser.set_defaults(**{**(defaults or {}), **settings})
     try:
         *instances, remaining = parser.parse_args_into_dataclasses(
             args=rename_flag_aliases(list(flags)), return_remaining_strings=True
         )
     except ConfigError:
         raise
+    except argparse.ArgumentTypeError as error:
+        raise ConfigError(str(error)) from error
     except ValueError as error:  # transformers' TrainingArguments validate themselves on construction
         raise ConfigError(f"invalid training setting: {error}") from error
     unknown = [item for item in remaining if item.startswith("--")]
@@ -171,7 +189,7 @@ def parse_dataclasses(dataclass_types: Sequence[type], argv: Sequence[str]) -> t
 
 def to_plain(value: Any) -> Any:
     """Make a setting YAML-safe (enums to their value, tuples to lists)."""
-    if hasattr(value, "value") and not isinstance(value, (str, int, float, bool)):
+    if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, (list, tuple)):
         return [to_plain(item) for item in value]
