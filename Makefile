@@ -23,7 +23,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed-base
 	touch $@
 
 demo: $(VENV)/.installed-base
-	$(BIN)/glmtune chat --temperature 0 --max_new_tokens 80 < examples/demo_chat.txt
+	$(BIN)/python -m glmtune.demo
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
