@@ -9,16 +9,22 @@ from glmtune.hparams.generating_args import GeneratingArguments
 from glmtune.hparams.model_args import ModelArguments
 from glmtune.hparams.parser import ARG_ALIASES
 
-COMMAND_SETTINGS: dict[str, tuple[type, ...]] = {
-    "chat": (ModelArguments, DataArguments, GeneratingArguments),
-    "export": (ModelArguments, ExportArguments),
-    "train": (ModelArguments, DataArguments, FinetuningArguments, GeneratingArguments),
-}
+
+def command_settings() -> dict[str, tuple[type, ...]]:
+    """Settings per command; data's own arguments live with the inspect command."""
+    from glmtune.data.inspect import InspectArguments
+
+    return {
+        "chat": (ModelArguments, DataArguments, GeneratingArguments),
+        "data": (InspectArguments, ModelArguments, DataArguments),
+        "export": (ModelArguments, ExportArguments),
+        "train": (ModelArguments, DataArguments, FinetuningArguments, GeneratingArguments),
+    }
 
 
 def settings_help(command: str) -> str:
     lines = [f"usage: glmtune {command} [CONFIG.yaml] [key=value ...] [--flag value ...]", ""]
-    for cls in COMMAND_SETTINGS.get(command, ()):
+    for cls in command_settings().get(command, ()):
         lines.append(f"{cls.__name__}:")
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else ""

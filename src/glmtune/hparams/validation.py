@@ -48,6 +48,10 @@ def check_data(data_args: DataArguments) -> list[str]:
         problems.append(f"val_size={data_args.val_size}: use a fraction in [0, 1) or a whole number of rows")
     if data_args.max_samples is not None and data_args.max_samples <= 0:
         problems.append(f"max_samples={data_args.max_samples}: must be at least 1, or leave it empty")
+    if data_args.val_size and data_args.eval_dataset:
+        problems.append("val_size and eval_dataset both ask for validation data: keep one")
+    if data_args.streaming and 0 < data_args.val_size < 1:
+        problems.append(f"val_size={data_args.val_size} with streaming: give a row count (the length is unknown)")
     if data_args.interleave_probs and data_args.mix_strategy == "concat":
         problems.append("interleave_probs needs mix_strategy=interleave_under or interleave_over")
     return problems
