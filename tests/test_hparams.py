@@ -3,7 +3,7 @@ import yaml
 
 from glmtune.errors import ConfigError
 from glmtune.hparams.entry import get_infer_args, get_train_args
-from glmtune.hparams.parser import settings_to_yaml
+from glmtune.hparams.entry import train_settings_yaml as settings_to_yaml
 
 
 def write_yaml(tmp_path, settings):

@@ -8,7 +8,7 @@ from glmtune.hparams.export_args import ExportArguments
 from glmtune.hparams.finetuning_args import FinetuningArguments
 from glmtune.hparams.generating_args import GeneratingArguments
 from glmtune.hparams.model_args import ModelArguments
-from glmtune.hparams.parser import parse_dataclasses, peek_setting
+from glmtune.hparams.parser import parse_dataclasses, peek_setting, settings_to_yaml
 from glmtune.hparams.validation import (
     check_data,
     check_finetuning,
@@ -39,6 +39,17 @@ LEARNING_RATES = {"lora": 5e-4, "p_tuning": 1e-2, "freeze": 5e-5, "full": 2e-5}
 InferArgs = tuple[ModelArguments, DataArguments, GeneratingArguments]
 
 
+def training_defaults(method: str) -> dict[str, Any]:
+    """glmtune's training defaults for a fine-tuning method: TRAINING_DEFAULTS plus the method's learning rate."""
+    return {**TRAINING_DEFAULTS, "learning_rate": LEARNING_RATES.get(method, LEARNING_RATES["lora"])}
+
+
+def train_settings_yaml(*arguments: Any) -> str:
+    """The resolved training settings as YAML that `get_train_args([file])` parses back to the same values."""
+    method = next(argument for argument in arguments if isinstance(argument, FinetuningArguments)).finetuning_type
+    return settings_to_yaml(*arguments, training_defaults=training_defaults(method))
+
+
 def get_infer_args(argv: Sequence[str]) -> InferArgs:
     """Arguments for chat, api, webui chat and export."""
     model_args, data_args, generating_args = parse_dataclasses(
@@ -67,12 +78,10 @@ def get_train_args(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments, 
     import torch
     from transformers import Seq2SeqTrainingArguments
 
-    method = peek_setting(argv, "finetuning_type") or "lora"
-    defaults = {**TRAINING_DEFAULTS, "learning_rate": LEARNING_RATES.get(method, LEARNING_RATES["lora"])}
     model_args, data_args, training_args, finetuning_args, generating_args = parse_dataclasses(
         (ModelArguments, DataArguments, Seq2SeqTrainingArguments, FinetuningArguments, GeneratingArguments),
         argv,
-        defaults,
+        training_defaults(peek_setting(argv, "finetuning_type") or "lora"),
     )
     if data_args.max_source_length and data_args.max_target_length:
         data_args.cutoff_len = data_args.max_source_length + data_args.max_target_length

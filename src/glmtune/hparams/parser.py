@@ -198,18 +198,19 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-def resolved_settings(*instances: Any) -> dict[str, Any]:
-    """All glmtune settings, plus the training settings that differ from transformers' defaults.
+def resolved_settings(*instances: Any, training_defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """All glmtune settings, plus the training settings that differ from their defaults.
 
     Training arguments hold ~120 fields, most derived or untouched; writing only the changed
-    ones keeps the saved config readable and re-parsable.
+    ones keeps the saved config readable. The defaults compared against are those a re-parse
+    applies (transformers' overlaid with `training_defaults`), so the file re-parses exactly.
     """
     from transformers import TrainingArguments
 
     settings: dict[str, Any] = {}
     for instance in instances:
         if isinstance(instance, TrainingArguments):
-            defaults = type(instance)(output_dir=instance.output_dir)
+            defaults = type(instance)(**{**(training_defaults or {}), "output_dir": instance.output_dir})
             for f in dataclasses.fields(instance):
                 if f.init and getattr(instance, f.name) != getattr(defaults, f.name) or f.name == "output_dir":
                     settings[f.name] = to_plain(getattr(instance, f.name))
@@ -218,5 +219,6 @@ def resolved_settings(*instances: Any) -> dict[str, Any]:
     return settings
 
 
-def settings_to_yaml(*instances: Any) -> str:
-    return yaml.safe_dump(resolved_settings(*instances), sort_keys=False, allow_unicode=True)
+def settings_to_yaml(*instances: Any, training_defaults: dict[str, Any] | None = None) -> str:
+    settings = resolved_settings(*instances, training_defaults=training_defaults)
+    return yaml.safe_dump(settings, sort_keys=False, allow_unicode=True)

@@ -4,7 +4,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from glmtune.hparams.parser import settings_to_yaml
+from glmtune.hparams.entry import train_settings_yaml
 from glmtune.train.callbacks import CompleteCheckpointMarker, MetricsLogger, summary_line
 from glmtune.train.checkpoints import resolve_resume
 from glmtune.train.plot import plot_loss
@@ -18,7 +18,7 @@ def write_resolved_config(output_dir: str, *arguments: Any) -> Path:
     """Save the fully resolved settings first, so even a crashed run says how it was started."""
     path = Path(output_dir)
     path.mkdir(parents=True, exist_ok=True)
-    (path / CONFIG_FILE).write_text(settings_to_yaml(*arguments), encoding="utf-8")
+    (path / CONFIG_FILE).write_text(train_settings_yaml(*arguments), encoding="utf-8")
     return path / CONFIG_FILE
 
 

@@ -1,10 +1,34 @@
 """The one Trainer every supervised stage uses: HF's Seq2SeqTrainer with a cheaper loss."""
 
+from collections.abc import Iterator
 from typing import Any
 
+import torch
 from transformers import Seq2SeqTrainer
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from glmtune.train.loss import selective_causal_lm_loss
+
+
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """Length-grouped order that is a function of (seed, epoch) alone, so a resumed run sees the same batches.
+
+    transformers' sampler shuffles from the global RNG at the start of each epoch; a run resumed
+    in the middle of a later epoch cannot recreate that RNG state, so it would train on other batches.
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
+        super().__init__(batch_size, lengths=lengths)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the Trainer (through accelerate's data loader) before every epoch, resumed ones included."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return super().__iter__()
 
 
 class GlmtuneTrainer(Seq2SeqTrainer):
@@ -14,6 +38,14 @@ class GlmtuneTrainer(Seq2SeqTrainer):
         super().__init__(*args, **kwargs)
         # The loss below is already divided by the label count of the whole accumulated batch.
         self.model_accepts_loss_kwargs = True
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        """transformers' sampler, with length grouping made resumable (see EpochSeededLengthGroupedSampler)."""
+        sampler = super()._get_train_sampler(train_dataset)
+        if isinstance(sampler, LengthGroupedSampler):
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return EpochSeededLengthGroupedSampler(sampler.batch_size, sampler.lengths, seed)
+        return sampler
 
     def compute_loss(
         self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
