@@ -363,7 +363,7 @@ def test_default_passes_tool_roles_in_hugging_face_form(tokenizer):
 
 
 class RecordingTokenizer:
-    """One id per character, special tokens only by id, every encode call recorded: like ChatGLM's tokenizer."""
+    """One id per character, special tokens only by id, every text encoded recorded: like ChatGLM's tokenizer."""
 
     bos_token, eos_token, unk_token_id = None, "</s>", 0
     SPECIAL = {
@@ -379,9 +379,9 @@ class RecordingTokenizer:
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        self.calls.append(text)
-        return [ord(char) for char in text]
+    def __call__(self, texts: list[str], **options: bool) -> dict[str, list[list[int]]]:
+        self.calls += texts
+        return {"input_ids": [[ord(char) for char in text] for text in texts]}
 
     def convert_tokens_to_ids(self, token: str) -> int:
         return self.SPECIAL.get(token, self.unk_token_id)

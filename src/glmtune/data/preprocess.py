@@ -1,6 +1,8 @@
 """Examples -> model inputs: token ids, labels and lengths for each training stage.
 
-Rows are encoded in batches by `Dataset.map` (in `preprocessing_num_workers` processes).
+Rows are encoded in batches by `Dataset.map` (in `preprocessing_num_workers` processes):
+each row is laid out into its template's pieces, the whole batch's texts are tokenized in
+one call, and then each row's sample is built from its turns.
 A row that cannot become a sample leaves the map with its skip reason and location in
 status columns, so every skip and truncation reaches the LoadReport, even from worker
 processes; the status columns are dropped afterwards.
@@ -8,12 +10,21 @@ processes; the status columns are dropped afterwards.
 
 import bisect
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from datasets import Dataset, Features, List, Value
 
 from glmtune.data.schema import Example, LoadReport
-from glmtune.data.templates import ASSISTANT_SIDE, USER_SIDE, ChatFormat, EncodedTurn, Message, encode_turns
+from glmtune.data.templates import (
+    ASSISTANT_SIDE,
+    USER_SIDE,
+    ChatFormat,
+    EncodedTurn,
+    Message,
+    TurnPieces,
+    encode_pieces,
+)
 from glmtune.errors import ConfigError
 from glmtune.hparams.data_args import DataArguments
 
@@ -38,8 +49,6 @@ PAIRWISE_COLUMNS = {
 KTO_COLUMNS = {"input_ids": IDS, "labels": IDS, "kto_tag": Value("bool"), "length": LENGTH}
 PROMPT_COLUMNS = {"input_ids": IDS, "length": LENGTH}
 
-RowEncoder = Callable[[ChatFormat, Any, Example, DataArguments, LoadReport | None], dict[str, list[int] | bool]]
-
 
 class SkipRow(Exception):
     """A row that cannot become a sample; the caller counts it under `reason` with its location."""
@@ -48,6 +57,20 @@ class SkipRow(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+@dataclass(frozen=True)
+class RowEncoder:
+    """A stage's encoding in two steps, so that a whole batch is tokenized in one call between them.
+
+    name: what the progress bar shows.
+    conversations: the conversations a row needs encoded; raises SkipRow for a row that cannot train.
+    sample: the row's output columns from those conversations' turns.
+    """
+
+    name: str
+    conversations: Callable[[Example], list[list[Message]]]
+    sample: Callable[[Example, list[list[EncodedTurn]], DataArguments, LoadReport | None], dict[str, Any]]
 
 
 def preprocess_dataset(
@@ -62,21 +85,53 @@ def preprocess_dataset(
 def encode_supervised(
     template: ChatFormat, tokenizer: Any, example: Example, data_args: DataArguments, report: LoadReport | None = None
 ) -> tuple[list[int], list[int]]:
-    """input_ids and labels of a conversation: the whole supervised masking rule.
+    """input_ids and labels of one row, by the rule preprocessing applies to batches; raises SkipRow."""
+    conversations = lay_out(SUPERVISED, template, tokenizer, example, data_args)
+    sample = supervised_sample(example, encode_pieces(tokenizer, conversations), data_args, report)
+    return sample["input_ids"], sample["labels"]
 
-    Loss goes on every assistant turn; prompt tokens get IGNORE_INDEX unless
-    `train_on_prompt`; with `mask_history` only the last turn carries loss (and is kept
-    first when the sample must be truncated). A sample over cutoff_len is truncated turn
-    by turn (counted in `report`) or, with `skip_overlength`, skipped. Raises SkipRow for
-    rows that cannot train.
+
+def lay_out(
+    encoder: RowEncoder, template: ChatFormat, tokenizer: Any, example: Example, data_args: DataArguments
+) -> list[list[TurnPieces]]:
+    """The pieces of each conversation a row needs, with its system prompt (else `default_system`) and tools.
+
+    A malformed conversation becomes a counted skip; a bad config still raises.
     """
+    system = example.get("system")
+    system = data_args.default_system if system is None else system
+    try:
+        return [
+            template.pieces(tokenizer, messages, system, example.get("tools"))
+            for messages in encoder.conversations(example)
+        ]
+    except ConfigError:
+        raise
+    except ValueError as error:
+        raise SkipRow("invalid conversation", str(error)) from error
+
+
+def supervised_conversations(example: Example) -> list[list[Message]]:
     messages = example.get("messages") or []
     if not messages:
         raise SkipRow("empty conversation")
     if messages[-1]["role"] not in ASSISTANT_SIDE:
         raise SkipRow("conversation ends without a response", f"last role {messages[-1]['role']!r}")
     check_responses(messages)
-    turns = conversation_turns(template, tokenizer, example, messages, data_args)
+    return [messages]
+
+
+def supervised_sample(
+    example: Example, conversations: list[list[EncodedTurn]], data_args: DataArguments, report: LoadReport | None
+) -> dict[str, list[int]]:
+    """input_ids and labels of a conversation: the whole supervised masking rule.
+
+    Loss goes on every assistant turn; prompt tokens get IGNORE_INDEX unless
+    `train_on_prompt`; with `mask_history` only the last turn carries loss (and is kept
+    first when the sample must be truncated). A sample over cutoff_len is truncated turn
+    by turn (counted in `report`) or, with `skip_overlength`, skipped.
+    """
+    [turns] = conversations
     if over_cutoff(sum(len(prompt) + len(response) for prompt, response in turns), data_args, report):
         turns = fit_turns(turns, data_args.cutoff_len, last_first=data_args.mask_history)
     input_ids: list[int] = []
@@ -91,19 +146,26 @@ def encode_supervised(
         learned += len(response) if learn else 0
     if not learned:
         raise SkipRow("no response within cutoff_len", f"cutoff_len {data_args.cutoff_len}")
-    return input_ids, labels
+    return {"input_ids": input_ids, "labels": labels}
 
 
-def encode_pairwise(
-    template: ChatFormat, tokenizer: Any, example: Example, data_args: DataArguments, report: LoadReport | None = None
-) -> dict[str, list[int]]:
-    """Chosen and rejected answers after one shared prompt; loss on the answers only."""
+def pairwise_conversations(example: Example) -> list[list[Message]]:
+    """The history once with the chosen answer and once with the rejected one."""
     chosen, rejected = example.get("chosen"), example.get("rejected")
     if not chosen or not rejected:
         raise SkipRow("no chosen/rejected pair")
     check_responses([chosen, rejected])
-    prompt, chosen_ids = prompt_and_answer(template, tokenizer, example, chosen, data_args)
-    _, rejected_ids = prompt_and_answer(template, tokenizer, example, rejected, data_args)
+    history = prompt_history(example.get("messages") or [])
+    return [[*history, chosen], [*history, rejected]]
+
+
+def pairwise_sample(
+    example: Example, conversations: list[list[EncodedTurn]], data_args: DataArguments, report: LoadReport | None
+) -> dict[str, list[int]]:
+    """Chosen and rejected answers after one shared prompt; loss on the answers only."""
+    chosen_turns, rejected_turns = conversations
+    prompt, chosen_ids = prompt_and_answer(chosen_turns)
+    rejected_ids = rejected_turns[-1][1]
     longest = max(len(chosen_ids), len(rejected_ids))
     if over_cutoff(len(prompt) + longest, data_args, report):
         prompt_keep, answer_keep = split_budget(len(prompt), longest, data_args.cutoff_len)
@@ -117,18 +179,21 @@ def encode_pairwise(
     }
 
 
-def encode_kto(
-    template: ChatFormat, tokenizer: Any, example: Example, data_args: DataArguments, report: LoadReport | None = None
-) -> dict[str, list[int] | bool]:
-    """One answer with its desirable/undesirable tag (KTO); loss on the last answer only."""
+def kto_conversations(example: Example) -> list[list[Message]]:
     if example.get("kto_tag") is None:
         raise SkipRow("no kto_tag")
     messages = example.get("messages") or []
     if not messages or messages[-1]["role"] not in ASSISTANT_SIDE:
         raise SkipRow("conversation ends without a response")
     check_responses(messages[-1:])
-    history = {**example, "messages": messages[:-1]}
-    prompt, answer = prompt_and_answer(template, tokenizer, history, messages[-1], data_args)
+    return [[*prompt_history(messages[:-1]), messages[-1]]]
+
+
+def kto_sample(
+    example: Example, conversations: list[list[EncodedTurn]], data_args: DataArguments, report: LoadReport | None
+) -> dict[str, list[int] | bool]:
+    """One answer with its desirable/undesirable tag (KTO); loss on the last answer only."""
+    prompt, answer = prompt_and_answer(conversations[0])
     if over_cutoff(len(prompt) + len(answer), data_args, report):
         prompt_keep, answer_keep = split_budget(len(prompt), len(answer), data_args.cutoff_len)
         prompt, answer = prompt[:prompt_keep], answer[:answer_keep]
@@ -136,28 +201,30 @@ def encode_kto(
     return {"input_ids": prompt + answer, "labels": labels, "kto_tag": example["kto_tag"]}
 
 
-def encode_prompt_only(
-    template: ChatFormat, tokenizer: Any, example: Example, data_args: DataArguments, report: LoadReport | None = None
-) -> dict[str, list[int]]:
-    """A query for PPO rollouts: the conversation up to its last user turn, ending on the assistant header."""
+def prompt_only_conversations(example: Example) -> list[list[Message]]:
+    """A query for PPO rollouts: the conversation up to its last user turn."""
     messages = example.get("messages") or []
     if messages and messages[-1]["role"] in ASSISTANT_SIDE:
         messages = messages[:-1]  # a reference answer is no part of a rollout query
     if not messages:
         raise SkipRow("empty conversation")
-    input_ids = flatten(conversation_turns(template, tokenizer, example, messages, data_args))
+    return [messages]
+
+
+def prompt_only_sample(
+    example: Example, conversations: list[list[EncodedTurn]], data_args: DataArguments, report: LoadReport | None
+) -> dict[str, list[int]]:
+    """The query's ids, ending on the assistant header."""
+    input_ids = flatten(conversations[0])
     if over_cutoff(len(input_ids), data_args, report):
         input_ids = input_ids[-data_args.cutoff_len :]  # keep the end: generation continues from it
     return {"input_ids": input_ids}
 
 
-def supervised_row(
-    template: ChatFormat, tokenizer: Any, example: Example, data_args: DataArguments, report: LoadReport | None = None
-) -> dict[str, list[int]]:
-    input_ids, labels = encode_supervised(template, tokenizer, example, data_args, report)
-    return {"input_ids": input_ids, "labels": labels}
-
-
+SUPERVISED = RowEncoder("supervised", supervised_conversations, supervised_sample)
+PAIRWISE = RowEncoder("pairwise", pairwise_conversations, pairwise_sample)
+KTO = RowEncoder("kto", kto_conversations, kto_sample)
+PROMPT_ONLY = RowEncoder("prompts", prompt_only_conversations, prompt_only_sample)
 
 
 def check_responses(messages: list[Message]) -> None:
@@ -166,31 +233,15 @@ def check_responses(messages: list[Message]) -> None:
             raise SkipRow("empty response", f"message {index}")
 
 
-def conversation_turns(
-    template: ChatFormat, tokenizer: Any, example: Example, messages: list[Message], data_args: DataArguments
-) -> list[EncodedTurn]:
-    """encode_turns with the row's system prompt (else `default_system`, else the template's) and tools.
-
-    A malformed conversation becomes a counted skip; a bad config still raises.
-    """
-    system = example.get("system")
-    system = data_args.default_system if system is None else system
-    try:
-        return encode_turns(template, tokenizer, messages, system, example.get("tools"))
-    except ConfigError:
-        raise
-    except ValueError as error:
-        raise SkipRow("invalid conversation", str(error)) from error
-
-
-def prompt_and_answer(
-    template: ChatFormat, tokenizer: Any, example: Example, answer: Message, data_args: DataArguments
-) -> tuple[list[int], list[int]]:
-    """Ids of everything before the final answer, and of the answer itself."""
-    messages = example.get("messages") or []
+def prompt_history(messages: list[Message]) -> list[Message]:
+    """Everything before an answer, which must end on a user-side turn."""
     if not messages or messages[-1]["role"] not in USER_SIDE:
         raise SkipRow("conversation must end on a user turn before the answer")
-    turns = conversation_turns(template, tokenizer, example, [*messages, answer], data_args)
+    return messages
+
+
+def prompt_and_answer(turns: list[EncodedTurn]) -> tuple[list[int], list[int]]:
+    """Ids of everything before the final answer, and of the answer itself."""
     *history, (last_prompt, answer_ids) = turns
     return flatten(history) + last_prompt, answer_ids
 
@@ -264,21 +315,35 @@ def encode_batch(
     tokenizer: Any,
     data_args: DataArguments,
 ) -> dict[str, list[Any]]:
-    """Apply a row encoder to a batch; skipped rows stay (with null outputs) so their reason reaches the report."""
+    """Lay out every row of a batch, tokenize all their texts in one call, then build each row's sample.
+
+    Skipped rows stay (with null outputs) so their reason reaches the report.
+    """
+    examples = list(rows(batch))
+    laid_out: list[list[list[TurnPieces]] | SkipRow] = []
+    for example in examples:
+        try:
+            laid_out.append(lay_out(encoder, template, tokenizer, example, data_args))
+        except SkipRow as skip:
+            laid_out.append(skip)
+    conversations = [conversation for row in laid_out if not isinstance(row, SkipRow) for conversation in row]
+    encoded = iter(encode_pieces(tokenizer, conversations))
     output: dict[str, list[Any]] = {name: [] for name in (*outputs, SKIP, TRUNCATED, LOCATION)}
     report = LoadReport()
-    for index, example in zip(indices, rows(batch)):
+    for index, example, row in zip(indices, examples, laid_out):
         location = example.get("source") or f"row {index}"
         truncated_before = report.truncated
         try:
-            encoded = encoder(template, tokenizer, example, data_args, report)
-            encoded["length"] = max(len(ids) for name, ids in encoded.items() if name.endswith("input_ids"))
+            if isinstance(row, SkipRow):
+                raise row
+            sample = encoder.sample(example, [next(encoded) for _ in row], data_args, report)
+            sample["length"] = max(len(ids) for name, ids in sample.items() if name.endswith("input_ids"))
             reason = ""
         except SkipRow as skip:
-            encoded, reason = dict.fromkeys(outputs), skip.reason
+            sample, reason = dict.fromkeys(outputs), skip.reason
             location = f"{location} ({skip.detail})" if skip.detail else location
         for name in outputs:
-            output[name].append(encoded[name])
+            output[name].append(sample[name])
         output[SKIP].append(reason)
         output[TRUNCATED].append(report.truncated > truncated_before)
         output[LOCATION].append(location)
@@ -335,7 +400,7 @@ def encode_rows(
         encode_batch,
         columns,
         data_args,
-        f"encoding ({encoder.__name__})",
+        f"encoding ({encoder.name})",
         {
             "encoder": encoder,
             "outputs": tuple(columns),
@@ -431,26 +496,26 @@ def pack_supervised(dataset: Dataset, data_args: DataArguments) -> Dataset:
 def preprocess_supervised(
     dataset: Dataset, template: ChatFormat, tokenizer: Any, data_args: DataArguments
 ) -> tuple[Dataset, LoadReport]:
-    encoded, report = encode_rows(dataset, supervised_row, SUPERVISED_COLUMNS, template, tokenizer, data_args)
+    encoded, report = encode_rows(dataset, SUPERVISED, SUPERVISED_COLUMNS, template, tokenizer, data_args)
     return (pack_supervised(encoded, data_args) if data_args.packing else encoded), report
 
 
 def preprocess_pairwise(
     dataset: Dataset, template: ChatFormat, tokenizer: Any, data_args: DataArguments
 ) -> tuple[Dataset, LoadReport]:
-    return encode_rows(dataset, encode_pairwise, PAIRWISE_COLUMNS, template, tokenizer, data_args)
+    return encode_rows(dataset, PAIRWISE, PAIRWISE_COLUMNS, template, tokenizer, data_args)
 
 
 def preprocess_kto(
     dataset: Dataset, template: ChatFormat, tokenizer: Any, data_args: DataArguments
 ) -> tuple[Dataset, LoadReport]:
-    return encode_rows(dataset, encode_kto, KTO_COLUMNS, template, tokenizer, data_args)
+    return encode_rows(dataset, KTO, KTO_COLUMNS, template, tokenizer, data_args)
 
 
 def preprocess_prompts(
     dataset: Dataset, template: ChatFormat, tokenizer: Any, data_args: DataArguments
 ) -> tuple[Dataset, LoadReport]:
-    return encode_rows(dataset, encode_prompt_only, PROMPT_COLUMNS, template, tokenizer, data_args)
+    return encode_rows(dataset, PROMPT_ONLY, PROMPT_COLUMNS, template, tokenizer, data_args)
 
 
 def preprocess_unsupervised(

@@ -38,24 +38,6 @@ CALL_SHAPE = '{"name": ..., "arguments": {...}}'
 TEXT, PART, TOKEN = "text", "part", "token"
 
 
-class ChatFormat(Protocol):
-    name: str
-
-    def render(
-        self, tokenizer: Any, messages: list[Message], system: str | None = None, tools: Tools = None
-    ) -> list[RenderedTurn]:
-        """Return (prompt_text, response_text) per turn; the last response may be empty for generation."""
-        ...
-
-    def encode(
-        self, tokenizer: Any, messages: list[Message], system: str | None = None, tools: Tools = None
-    ) -> list[EncodedTurn]:
-        """Return (prompt_ids, response_ids) per turn, encoded the way the model's own code does."""
-        ...
-
-    def stop_words(self, tokenizer: Any) -> list[str]: ...
-
-
 @dataclass(frozen=True)
 class Piece:
     """A run of text for one tokenizer call.
@@ -66,6 +48,27 @@ class Piece:
 
     text: str
     kind: str = TEXT
+
+
+TurnPieces = tuple[list[Piece], list[Piece]]
+
+
+class ChatFormat(Protocol):
+    name: str
+
+    def render(
+        self, tokenizer: Any, messages: list[Message], system: str | None = None, tools: Tools = None
+    ) -> list[RenderedTurn]:
+        """Return (prompt_text, response_text) per turn; the last response may be empty for generation."""
+        ...
+
+    def pieces(
+        self, tokenizer: Any, messages: list[Message], system: str | None = None, tools: Tools = None
+    ) -> list[TurnPieces]:
+        """Return (prompt_pieces, response_pieces) per turn: the texts and tokens that encode_turns turns into ids."""
+        ...
+
+    def stop_words(self, tokenizer: Any) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -122,20 +125,12 @@ class Template:
         turns = self.pieces(tokenizer, messages, system, tools)
         return [(joined(prompt), joined(response)) for prompt, response in turns]
 
-    def encode(
-        self, tokenizer: Any, messages: list[Message], system: str | None = None, tools: Tools = None
-    ) -> list[EncodedTurn]:
-        return [
-            (pieces_ids(tokenizer, prompt), pieces_ids(tokenizer, response))
-            for prompt, response in self.pieces(tokenizer, messages, system, tools)
-        ]
-
     def stop_words(self, tokenizer: Any) -> list[str]:
         return unique([*self.stops, tokenizer.eos_token or ""])
 
     def pieces(
-        self, tokenizer: Any, messages: list[Message], system: str | None, tools: Tools
-    ) -> list[tuple[list[Piece], list[Piece]]]:
+        self, tokenizer: Any, messages: list[Message], system: str | None = None, tools: Tools = None
+    ) -> list[TurnPieces]:
         """The one place a conversation is laid out: prefix and system, then turn after turn."""
         system_text, pairs = split_conversation(messages, system, self.default_system)
         fields = {"bos": tokenizer.bos_token or "", "eos": tokenizer.eos_token or ""}
@@ -253,11 +248,11 @@ class TokenizerChatTemplate:
             rendered = with_prompt + response
         return turns
 
-    def encode(
+    def pieces(
         self, tokenizer: Any, messages: list[Message], system: str | None = None, tools: Tools = None
-    ) -> list[EncodedTurn]:
+    ) -> list[TurnPieces]:
         return [
-            (text_ids(tokenizer, prompt), text_ids(tokenizer, response))
+            (merged([Piece(prompt)]), merged([Piece(response)]))
             for prompt, response in self.render(tokenizer, messages, system, tools)
         ]
 
@@ -393,21 +388,17 @@ def joined(pieces: list[Piece]) -> str:
     return "".join(piece.text for piece in pieces)
 
 
-def pieces_ids(tokenizer: Any, pieces: list[Piece]) -> list[int]:
-    return [token for piece in pieces for token in piece_ids(tokenizer, piece)]
+def token_id(tokenizer: Any, piece: Piece, known: dict[str, int | None]) -> int | None:
+    """A TOKEN piece's vocabulary id (looked up once per text in `known`); None for a piece read as text.
 
-
-def piece_ids(tokenizer: Any, piece: Piece) -> list[int]:
-    """A TOKEN piece is its vocabulary id; a tokenizer that lacks the token reads it as text."""
-    if piece.kind == TOKEN:
-        token_id = tokenizer.convert_tokens_to_ids(piece.text)
-        if token_id is not None and token_id != tokenizer.unk_token_id:
-            return [token_id]
-    return text_ids(tokenizer, piece.text)
-
-
-def text_ids(tokenizer: Any, text: str) -> list[int]:
-    return tokenizer.encode(text, add_special_tokens=False) if text else []
+    A tokenizer that lacks the token reads it as text.
+    """
+    if piece.kind != TOKEN:
+        return None
+    if piece.text not in known:
+        found = tokenizer.convert_tokens_to_ids(piece.text)
+        known[piece.text] = None if found is None or found == tokenizer.unk_token_id else found
+    return known[piece.text]
 
 
 def unique(words: list[str]) -> list[str]:
@@ -636,7 +627,37 @@ def encode_turns(
     template: ChatFormat, tokenizer: Any, messages: list[Message], system: str | None = None, tools: Tools = None
 ) -> list[EncodedTurn]:
     """Token ids per turn: [(prompt_ids, response_ids), ...], the unit on which loss masks are built."""
-    return template.encode(tokenizer, messages, system, tools)
+    return encode_pieces(tokenizer, [template.pieces(tokenizer, messages, system, tools)])[0]
+
+
+def encode_pieces(tokenizer: Any, conversations: list[list[TurnPieces]]) -> list[list[EncodedTurn]]:
+    """Ids of many laid-out conversations, with all their texts tokenized in one call.
+
+    One call over a list lets a fast tokenizer work in Rust (and in parallel) instead of
+    paying Python overhead per piece; each text is still encoded on its own, so the ids
+    are exactly those of encoding piece by piece.
+    """
+    known: dict[str, int | None] = {}
+    texts = [
+        piece.text
+        for turns in conversations
+        for turn in turns
+        for side in turn
+        for piece in side
+        if token_id(tokenizer, piece, known) is None
+    ]
+    encoded = iter(
+        tokenizer(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"] if texts else []
+    )
+
+    def ids(side: list[Piece]) -> list[int]:
+        out: list[int] = []
+        for piece in side:
+            token = token_id(tokenizer, piece, known)
+            out += next(encoded) if token is None else [token]
+        return out
+
+    return [[(ids(prompt), ids(response)) for prompt, response in turns] for turns in conversations]
 
 
 def encode_prompt(
