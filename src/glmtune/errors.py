@@ -1,5 +1,8 @@
 """Errors meant for the user: the CLI prints their message on one line, never a traceback."""
 
+import difflib
+from collections.abc import Iterable
+
 
 class GlmtuneError(Exception):
     """A problem the user can fix; the message says what to change."""
@@ -11,3 +14,9 @@ class ConfigError(GlmtuneError, ValueError):
 
 class ModelNotFoundError(GlmtuneError, OSError):
     """A model or adapter path that could not be resolved."""
+
+
+def did_you_mean(name: str, known: Iterable[str], cutoff: float = 0.5) -> str:
+    """' (did you mean a, b?)' for the closest known names, or '' when none is close: typos get a fix."""
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=cutoff)
+    return f" (did you mean {', '.join(close)}?)" if close else ""

@@ -9,7 +9,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from glmtune.errors import ConfigError
+from glmtune.errors import ConfigError, did_you_mean
 
 Row = dict[str, str]
 
@@ -107,13 +107,10 @@ GENERATORS: dict[str, Callable[..., list[Row]]] = {
 
 def run_generator(name: str, arguments: dict[str, Any] | None = None) -> list[Row]:
     """Call a generator by name, turning an unknown name or argument into a message for the user."""
-    import difflib
     import inspect
 
     if name not in GENERATORS:
-        close = difflib.get_close_matches(name, list(GENERATORS), n=3, cutoff=0.5)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ConfigError(f"unknown generator {name!r}{hint}; known: {', '.join(sorted(GENERATORS))}")
+        raise ConfigError(f"unknown generator {name!r}{did_you_mean(name, GENERATORS)}; known: {', '.join(sorted(GENERATORS))}")
     generator = GENERATORS[name]
     accepted = inspect.signature(generator).parameters
     unknown = sorted(set(arguments or {}) - set(accepted))

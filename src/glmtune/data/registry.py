@@ -7,7 +7,6 @@ datasets (`generator`, `generator_args`). Only the entries asked for are validat
 registry holding entries glmtune cannot read (hub datasets, images) still serves the rest.
 """
 
-import difflib
 import hashlib
 import json
 import logging
@@ -19,7 +18,7 @@ from typing import Any
 import yaml
 
 from glmtune.data.converters import COLUMN_KEYS, TAG_KEYS, RowFormat
-from glmtune.errors import ConfigError
+from glmtune.errors import ConfigError, did_you_mean
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +92,7 @@ def resolve(name: str, registry: Registry, generator_args: str | None = None) ->
 
 
 def unknown_name_message(name: str, registry: Registry) -> str:
-    close = difflib.get_close_matches(name, list(registry.entries), n=3, cutoff=0.5)
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    hint = did_you_mean(name, registry.entries)
     if registry.entries:
         where = f"names in {registry.file}: {', '.join(sorted(registry.entries))}"
     else:
@@ -152,9 +150,7 @@ def entry_format(entry: dict[str, Any], where: str) -> RowFormat:
 def check_names(given: dict[str, Any], allowed: frozenset[str], where: str) -> None:
     for key, value in given.items():
         if key not in allowed:
-            close = difflib.get_close_matches(key, list(allowed), n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ConfigError(f"{where}: unknown key {key!r}{hint}; known: {', '.join(sorted(allowed))}")
+            raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, allowed)}; known: {', '.join(sorted(allowed))}")
         if not isinstance(value, str):
             raise ConfigError(f"{where}: {key} must name a column or tag as text, got {value!r}")
 

@@ -13,7 +13,6 @@ inserted by token id, because some tokenizers (ChatGLM2/3, Baichuan) never read 
 role tokens from text.
 """
 
-import difflib
 import json
 import re
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from glmtune.data.schema import Message
-from glmtune.errors import ConfigError
+from glmtune.errors import ConfigError, did_you_mean
 
 RenderedTurn = tuple[str, str]
 EncodedTurn = tuple[list[int], list[int]]
@@ -617,9 +616,7 @@ TOOL_TEMPLATES_HINT = "templates with tool use: " + ", ".join(
 
 def get_template(name: str) -> ChatFormat:
     if name not in TEMPLATES:
-        close = difflib.get_close_matches(name, list(TEMPLATES), n=3, cutoff=0.5)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ConfigError(f"unknown template {name!r}{hint}; known: {', '.join(sorted(TEMPLATES))}")
+        raise ConfigError(f"unknown template {name!r}{did_you_mean(name, TEMPLATES)}; known: {', '.join(sorted(TEMPLATES))}")
     return TEMPLATES[name]
 
 

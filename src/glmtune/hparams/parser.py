@@ -6,7 +6,6 @@ through `ARG_ALIASES`, so their configs and command lines carry over unchanged.
 
 import argparse
 import dataclasses
-import difflib
 import enum
 import json
 import types
@@ -17,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from glmtune.errors import ConfigError
+from glmtune.errors import ConfigError, did_you_mean
 
 ARG_ALIASES = {
     "checkpoint_dir": "adapter_name_or_path",
@@ -105,16 +104,11 @@ def field_map(dataclass_types: Sequence[type]) -> dict[str, dataclasses.Field]:
     return {f.name: f for cls in dataclass_types for f in dataclasses.fields(cls) if f.init}
 
 
-def close_matches(name: str, known: typing.Iterable[str]) -> str:
-    matches = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
-    return f" (did you mean {', '.join(matches)}?)" if matches else ""
-
-
 def normalise_values(settings: dict[str, Any], fields: dict[str, dataclasses.Field]) -> dict[str, Any]:
     """Reject unknown keys and join YAML lists given for comma-separated string fields."""
     unknown = [key for key in settings if key not in fields]
     if unknown:
-        problems = [f"unknown setting {key!r}{close_matches(key, fields)}" for key in unknown]
+        problems = [f"unknown setting {key!r}{did_you_mean(key, fields)}" for key in unknown]
         raise ConfigError("; ".join(problems))
     normalised = {}
     for key, value in settings.items():
@@ -137,7 +131,7 @@ def check_literal_fields(instance: Any) -> None:
             choices = typing.get_args(f.type)
             if value not in choices:
                 raise ConfigError(
-                    f"{f.name}={value!r} is not one of {', '.join(map(str, choices))}{close_matches(str(value), choices)}"
+                    f"{f.name}={value!r} is not one of {', '.join(map(str, choices))}{did_you_mean(str(value), choices)}"
                 )
 
 
@@ -181,7 +175,7 @@ def parse_dataclasses(
     unknown = [item for item in remaining if item.startswith("--")]
     if remaining:
         name = (unknown or remaining)[0].lstrip("-").split("=")[0]
-        raise ConfigError(f"unknown argument {(unknown or remaining)[0]!r}{close_matches(name, fields)}")
+        raise ConfigError(f"unknown argument {(unknown or remaining)[0]!r}{did_you_mean(name, fields)}")
     for instance in instances:
         check_literal_fields(instance)
     return tuple(instances)
