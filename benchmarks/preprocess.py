@@ -9,7 +9,6 @@ cutoff_len and workers. Run: .venv/bin/python benchmarks/preprocess.py [--peer-p
 """
 
 import argparse
-import importlib.util
 import json
 import resource
 import subprocess
@@ -17,6 +16,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from peers import peer_python
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "llama_factory"
 DEMO_FILES = ("alpaca_en_demo.json", "alpaca_zh_demo.json")
@@ -122,12 +123,6 @@ def line(system: str, workers: int, figures: dict[str, float]) -> tuple[str, flo
 
 def table_row(values: tuple) -> str:
     return values[0].ljust(WIDTHS[0]) + "".join(str(value).rjust(width) for value, width in zip(values[1:], WIDTHS[1:]))
-
-
-def peer_python(requested: str | None) -> str | None:
-    if requested:
-        return requested
-    return sys.executable if importlib.util.find_spec("llamafactory") else None
 
 
 def main() -> None:

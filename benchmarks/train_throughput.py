@@ -14,7 +14,6 @@ Run: .venv/bin/python benchmarks/train_throughput.py [--peer-python /tmp/lf-venv
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -25,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from peers import peer_python
 
 DATA_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "llama_factory" / "alpaca_en_demo.json"
 GLMTUNE = Path(sys.executable).with_name("glmtune")
@@ -189,12 +190,6 @@ def report(name: str, run: Run, result: Figures) -> None:
         f"{100 * result.fraction_of_peak:.1f}% of the fp32 matmul peak, peak RSS {result.peak_rss_mb:.0f} MB, "
         f"mean loss {result.mean_loss:.4f}"
     )
-
-
-def peer_python(requested: str | None) -> str | None:
-    if requested:
-        return requested
-    return sys.executable if importlib.util.find_spec("llamafactory") else None
 
 
 def main() -> None:
