@@ -66,10 +66,6 @@ class ChatStream:
         else:
             self.finish_reason = "cancelled"
 
-    @property
-    def text(self) -> str:
-        return self.streamer.tokenizer.decode(self.streamer.token_ids, skip_special_tokens=True)
-
 
 class ChatModel:
     """The one inference engine: every front end (terminal, API, web UI, eval) calls this."""

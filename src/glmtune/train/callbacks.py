@@ -32,9 +32,11 @@ class MetricsLogger(TrainerCallback):
     def __init__(self) -> None:
         self.last_time: float | None = None
         self.last_tokens = 0
+        self.start_tokens = 0  # tokens counted before this session (a resumed run's earlier ones)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.last_time, self.last_tokens = time.perf_counter(), state.num_input_tokens_seen
+        self.start_tokens = state.num_input_tokens_seen
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero or not logs:

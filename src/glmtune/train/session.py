@@ -46,13 +46,15 @@ def train_and_save(trainer: GlmtuneTrainer, plot: bool) -> dict[str, Any]:
     trainer.save_model()
     trainer.save_state()
     metrics = dict(result.metrics)
-    metrics["effective_tokens"] = trainer.state.num_input_tokens_seen
+    metrics_logger = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, MetricsLogger))
+    # train_runtime covers this session only, so the rate counts only this session's tokens
+    metrics["effective_tokens"] = trainer.state.num_input_tokens_seen - metrics_logger.start_tokens
     if trainer.eval_dataset is not None:
         metrics.update(trainer.evaluate())
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
     if plot and trainer.is_world_process_zero():
         plot_loss(args.output_dir)
-    line = summary_line(metrics, trainer.state.num_input_tokens_seen)
+    line = summary_line(metrics, metrics["effective_tokens"])
     print(line, flush=True)
     return metrics
