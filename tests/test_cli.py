@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from glmtune.cli import main
 
 
@@ -46,3 +48,11 @@ def test_config_errors_are_one_message_not_a_traceback(capsys):
     assert main(["chat", "--temprature", "0.5"]) == 2
     err = capsys.readouterr().err
     assert "temperature" in err and "Traceback" not in err
+
+
+def test_webui_help_lists_its_own_flags(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["webui", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--workspace" in out and "--auth" in out and "--learning_rate" not in out

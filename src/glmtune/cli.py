@@ -10,11 +10,18 @@ from glmtune.errors import GlmtuneError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("glmtune.train.runner", "fine-tune: CONFIG.yaml or --stage sft --finetuning_type lora --dataset D --output_dir OUT"),
+    "eval": ("glmtune.eval.runner", "predict with generate on a dataset: BLEU-4, ROUGE-1/2/L, generated_predictions.jsonl"),
     "chat": ("glmtune.chat.terminal", "streaming terminal chat: --model M --adapter A --system S"),
+    "webui": ("glmtune.webui.app", "browser UI to train, evaluate, chat and export: --workspace DIR --port 7860"),
+    "api": ("glmtune.api.server", "OpenAI-compatible HTTP server: --model M --adapter A --port 8000 --api-key KEY"),
     "export": ("glmtune.model.export", "merge adapters into a standalone model: --model M --adapter A --out DIR"),
     "data": ("glmtune.data.inspect", "data inspect NAME: rendered and tokenized samples, loss tokens, length stats"),
     "env": ("glmtune.env", "versions, device and the default model's directory"),
 }
+
+# Commands that parse their own flags with argparse and answer --help themselves; the others
+# take glmtune's settings dataclasses, whose help is generated from their fields.
+OWN_HELP = frozenset({"env", "webui"})
 
 USAGE = """usage: glmtune COMMAND [CONFIG.yaml] [key=value ...] [--flag value ...]
 
@@ -49,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     module = importlib.import_module(COMMANDS[command][0])
-    if command != "env" and {"-h", "--help"} & set(rest):
+    if command not in OWN_HELP and {"-h", "--help"} & set(rest):
         return print_settings_help(command)
     try:
         return module.main(rest)

@@ -8,7 +8,7 @@ string is held back until the next token settles it.
 import queue
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from transformers import StoppingCriteria
@@ -34,10 +34,22 @@ def held_back_length(text: str, stop_strings: list[str]) -> int:
     return longest
 
 
-class TextPieceStreamer(BaseStreamer):
-    """A `generate()` streamer that queues new text pieces for a consumer thread."""
+class PieceSink(Protocol):
+    """Where a streamer puts text pieces, then None at the end or the error that ended it."""
 
-    def __init__(self, tokenizer: Any, stop_strings: list[str], stop_token_ids: set[int]) -> None:
+    def put(self, item: str | BaseException | None) -> None: ...
+
+
+class TextPieceStreamer(BaseStreamer):
+    """A `generate()` streamer that queues new text pieces for a consumer thread.
+
+    `pieces` defaults to a thread queue that iterating the streamer drains; the API server
+    passes a sink that forwards to its event loop instead.
+    """
+
+    def __init__(
+        self, tokenizer: Any, stop_strings: list[str], stop_token_ids: set[int], pieces: PieceSink | None = None
+    ) -> None:
         self.tokenizer = tokenizer
         self.stop_strings = stop_strings
         self.stop_token_ids = stop_token_ids
@@ -46,7 +58,7 @@ class TextPieceStreamer(BaseStreamer):
         self.prompt_seen = False
         self.stopped = False
         self.finished = False
-        self.pieces: queue.Queue = queue.Queue()
+        self.pieces: PieceSink = pieces if pieces is not None else queue.Queue()
 
     def put(self, value: Any) -> None:
         if not self.prompt_seen:  # generate() first pushes the prompt

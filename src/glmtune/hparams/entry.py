@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 from typing import Any
 
+from glmtune.hparams.api_args import ApiArguments, check_api
 from glmtune.hparams.data_args import DataArguments
 from glmtune.hparams.export_args import ExportArguments
 from glmtune.hparams.finetuning_args import FinetuningArguments
@@ -11,6 +12,8 @@ from glmtune.hparams.model_args import ModelArguments
 from glmtune.hparams.parser import parse_dataclasses, peek_setting, settings_to_yaml
 from glmtune.hparams.validation import (
     check_data,
+    check_eval_command,
+    check_evaluation,
     check_finetuning,
     check_generation,
     check_model,
@@ -32,6 +35,17 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "save_total_limit": 3,
     "train_sampling_strategy": "group_by_length",
     "remove_unused_columns": False,
+    "report_to": "none",
+}
+# `glmtune eval` parses the training settings too, so a training config evaluates as is;
+# it never trains, predicts greedily (reproducible scores) and writes to its own folder.
+EVAL_DEFAULTS: dict[str, Any] = {
+    "do_train": False,
+    "do_predict": True,
+    "predict_with_generate": True,
+    "output_dir": "outputs/eval",
+    "per_device_eval_batch_size": 8,
+    "do_sample": False,
     "report_to": "none",
 }
 LEARNING_RATES = {"lora": 5e-4, "p_tuning": 1e-2, "freeze": 5e-5, "full": 2e-5}
@@ -57,6 +71,15 @@ def get_infer_args(argv: Sequence[str]) -> InferArgs:
     )
     raise_if_problems(check_model(model_args) + check_generation(generating_args))
     return model_args, data_args, generating_args
+
+
+def get_api_args(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments, GeneratingArguments, ApiArguments]:
+    """Arguments for `glmtune api`: what `chat` takes, plus where to listen and how much load to accept."""
+    model_args, data_args, generating_args, api_args = parse_dataclasses(
+        (ModelArguments, DataArguments, GeneratingArguments, ApiArguments), argv
+    )
+    raise_if_problems(check_model(model_args) + check_generation(generating_args) + check_api(api_args))
+    return model_args, data_args, generating_args, api_args
 
 
 def get_export_args(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments, ExportArguments]:
@@ -90,6 +113,25 @@ def get_train_args(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments, 
         + check_data(data_args)
         + check_finetuning(model_args, finetuning_args)
         + check_training(training_args, data_args, torch.cuda.is_available())
+        + check_evaluation(training_args, data_args, finetuning_args.stage)
         + check_generation(generating_args)
     )
     return model_args, data_args, training_args, finetuning_args, generating_args
+
+
+def get_eval_args(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments, Any, GeneratingArguments]:
+    """Arguments for `glmtune eval`: the same settings as training (its config files carry over) with EVAL_DEFAULTS."""
+    from transformers import Seq2SeqTrainingArguments
+
+    model_args, data_args, training_args, _, generating_args = parse_dataclasses(
+        (ModelArguments, DataArguments, Seq2SeqTrainingArguments, FinetuningArguments, GeneratingArguments),
+        argv,
+        EVAL_DEFAULTS,
+    )
+    raise_if_problems(
+        check_model(model_args)
+        + check_data(data_args)
+        + check_eval_command(training_args, data_args)
+        + check_generation(generating_args)
+    )
+    return model_args, data_args, training_args, generating_args

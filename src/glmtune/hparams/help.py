@@ -2,6 +2,7 @@
 
 import dataclasses
 
+from glmtune.hparams.api_args import ApiArguments
 from glmtune.hparams.data_args import DataArguments
 from glmtune.hparams.export_args import ExportArguments
 from glmtune.hparams.finetuning_args import FinetuningArguments
@@ -15,8 +16,10 @@ def command_settings() -> dict[str, tuple[type, ...]]:
     from glmtune.data.inspect import InspectArguments
 
     return {
+        "api": (ModelArguments, DataArguments, GeneratingArguments, ApiArguments),
         "chat": (ModelArguments, DataArguments, GeneratingArguments),
         "data": (InspectArguments, ModelArguments, DataArguments),
+        "eval": (ModelArguments, DataArguments, GeneratingArguments),
         "export": (ModelArguments, ExportArguments),
         "train": (ModelArguments, DataArguments, FinetuningArguments, GeneratingArguments),
     }
@@ -32,6 +35,11 @@ def settings_help(command: str) -> str:
         lines.append("")
     if command == "train":
         lines.append("plus every transformers Seq2SeqTrainingArguments flag (output_dir, learning_rate, ...).")
+    if command == "eval":
+        lines.append(
+            "plus output_dir (default: outputs/eval), per_device_eval_batch_size (default: 8) and seed from "
+            "transformers' training arguments; decoding is greedy unless do_sample is set. A training config works as is."
+        )
     aliases = ", ".join(f"--{alias} = --{name}" for alias, name in ARG_ALIASES.items())
     lines.append(f"aliases: {aliases}; --use_v2 is accepted and ignored.")
     return "\n".join(lines)

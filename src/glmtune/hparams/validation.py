@@ -102,6 +102,35 @@ def check_training(training_args: Any, data_args: DataArguments, cuda_available:
     return problems
 
 
+def check_evaluation(training_args: Any, data_args: DataArguments, stage: str) -> list[str]:
+    """Evaluation during and after training needs held-out data; predictions need generation and sft data."""
+    problems = []
+    held_out = bool(data_args.val_size or data_args.eval_dataset)
+    strategy = getattr(training_args.eval_strategy, "value", training_args.eval_strategy)
+    if strategy != "no" and not held_out:
+        problems.append(f"eval_strategy={strategy} evaluates on held-out data: set val_size (e.g. 0.1) or eval_dataset")
+    if training_args.do_predict and not training_args.predict_with_generate:
+        problems.append("do_predict writes generated predictions: add predict_with_generate")
+    if training_args.predict_with_generate and stage != "sft":
+        problems.append(f"predict_with_generate needs stage sft (prompts with reference answers), not {stage}")
+    generates = training_args.predict_with_generate and (training_args.do_predict or training_args.do_eval)
+    if training_args.do_train and generates and not held_out:
+        problems.append("predicting after training needs held-out data: set val_size or eval_dataset")
+    if training_args.per_device_eval_batch_size < 1:
+        problems.append(f"per_device_eval_batch_size={training_args.per_device_eval_batch_size}: must be at least 1")
+    return problems
+
+
+def check_eval_command(training_args: Any, data_args: DataArguments) -> list[str]:
+    """`glmtune eval` predicts on dataset (its val_size split when given) or on eval_dataset."""
+    problems = []
+    if not (data_args.dataset or data_args.eval_dataset):
+        problems.append("eval needs dataset (a name from dataset_info.json or a file path) or eval_dataset")
+    if training_args.per_device_eval_batch_size < 1:
+        problems.append(f"per_device_eval_batch_size={training_args.per_device_eval_batch_size}: must be at least 1")
+    return problems
+
+
 def split_names(value: str | None) -> list[str]:
     """Split a comma-separated setting, ignoring blanks."""
     return [part.strip() for part in (value or "").split(",") if part.strip()]

@@ -7,6 +7,7 @@ from typing import Any
 from glmtune.hparams.entry import train_settings_yaml
 from glmtune.train.callbacks import CompleteCheckpointMarker, MetricsLogger, summary_line
 from glmtune.train.checkpoints import resolve_resume
+from glmtune.train.graceful_stop import GracefulStop
 from glmtune.train.plot import plot_loss
 from glmtune.train.trainer import GlmtuneTrainer
 
@@ -32,7 +33,7 @@ def build_trainer(model: Any, tokenizer: Any, training_args: Any, train_set: Any
         eval_dataset=eval_set,
         data_collator=collator,
         processing_class=tokenizer,
-        callbacks=[MetricsLogger(), CompleteCheckpointMarker()],
+        callbacks=[MetricsLogger(), CompleteCheckpointMarker(), GracefulStop()],
     )
 
 

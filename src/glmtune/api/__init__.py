@@ -1,0 +1,1 @@
+"""`glmtune api`: an OpenAI-compatible HTTP server over ChatModel, with continuous batching."""

@@ -1,0 +1,39 @@
+"""`glmtune api`: load the model the way `glmtune chat` does, then serve it with uvicorn."""
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from glmtune.hparams.model_args import ModelArguments
+from glmtune.model.default_model import DEFAULT_MODEL_ALIAS
+
+logger = logging.getLogger(__name__)
+
+
+def served_name(model_args: ModelArguments, chosen: str | None) -> str:
+    """The model id clients send: the chosen name, else the alias or the model's last path part."""
+    if chosen:
+        return chosen
+    name = model_args.model_name_or_path or DEFAULT_MODEL_ALIAS
+    return Path(name).name if Path(name).expanduser().exists() else name
+
+
+def main(argv: Sequence[str]) -> int:
+    import uvicorn
+
+    from glmtune.api.app import create_app
+    from glmtune.api.engine import Engine
+    from glmtune.chat.chat_model import ChatModel
+    from glmtune.hparams.entry import get_api_args
+
+    model_args, data_args, generating_args, api_args = get_api_args(argv)
+    api_args.api_key = api_args.api_key or os.environ.get("GLMTUNE_API_KEY") or None
+    chat_model = ChatModel.from_args(model_args, data_args, generating_args)
+    engine = Engine(chat_model, api_args.max_batch_size, api_args.max_waiting)
+    app = create_app(engine, api_args, served_name(model_args, api_args.served_model_name))
+    if api_args.host not in ("127.0.0.1", "localhost", "::1"):
+        unguarded = "" if api_args.api_key else " and has no API key"
+        logger.warning("binding %s: the server is reachable from the network%s", api_args.host, unguarded)
+    uvicorn.run(app, host=api_args.host, port=api_args.port, log_level="info")
+    return 0

@@ -1,0 +1,96 @@
+"""`glmtune eval`, and predict-with-generate after training: generate, score, write both result files.
+
+Both paths end in `evaluate_examples`, which uses ChatModel's generation (the one inference
+engine), so an evaluation after training and a later `glmtune eval` of the saved adapter
+decode the same way.
+"""
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from glmtune.chat.chat_model import ChatModel
+from glmtune.data.schema import Example
+from glmtune.errors import GlmtuneError
+from glmtune.eval.metrics import check_metrics_installed, corpus_scores
+from glmtune.eval.outputs import write_predictions, write_results
+from glmtune.eval.predict import generate_predictions
+from glmtune.hparams.data_args import DataArguments
+from glmtune.hparams.generating_args import GeneratingArguments
+from glmtune.hparams.model_args import ModelArguments
+
+
+def held_out_examples(data_args: DataArguments, seed: int) -> list[Example]:
+    """eval_dataset, or the val_size split of dataset (the rows training held out under the same seed), else dataset."""
+    from glmtune.data.loader import load_examples
+
+    loaded = load_examples(data_args, "sft", seed)
+    examples = loaded.validation if loaded.validation is not None else loaded.train
+    rows = list(examples) if examples is not None else []
+    if not rows:
+        raise GlmtuneError(f"no sample to predict in dataset={data_args.dataset} eval_dataset={data_args.eval_dataset}")
+    return rows
+
+
+def evaluate_examples(chat_model: ChatModel, examples: Sequence[Example], output_dir: str | Path, batch_size: int) -> dict[str, Any]:
+    """Generate for every example, score against its answer, write both files; returns the results written."""
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    with tqdm(total=len(examples), desc="predict", unit="sample") as progress:
+        predictions = generate_predictions(chat_model, examples, batch_size, progress)
+    runtime = time.perf_counter() - start
+    results: dict[str, Any] = {
+        **corpus_scores([p.predict for p in predictions], [p.label for p in predictions]),
+        "num_samples": len(predictions),
+        "runtime_seconds": round(runtime, 3),
+        "samples_per_second": round(len(predictions) / runtime, 3) if runtime else 0.0,
+    }
+    write_predictions(output_dir, predictions)
+    write_results(output_dir, results)
+    print(summary_line(results, Path(output_dir)), flush=True)
+    return results
+
+
+def summary_line(results: dict[str, Any], output_dir: Path) -> str:
+    return (
+        f"eval summary: {results['num_samples']} samples in {results['runtime_seconds']:.1f} s "
+        f"({results['samples_per_second']:.2f} samples/s); bleu-4 {results['bleu-4']:.2f}, rouge-1 {results['rouge-1']:.2f}, "
+        f"rouge-2 {results['rouge-2']:.2f}, rouge-l {results['rouge-l']:.2f}; files in {output_dir}"
+    )
+
+
+def run_eval(
+    model_args: ModelArguments, data_args: DataArguments, training_args: Any, generating_args: GeneratingArguments
+) -> dict[str, Any]:
+    """Load the data first (bad input fails before the model loads), then the model, then evaluate."""
+    check_metrics_installed()
+    examples = held_out_examples(data_args, training_args.seed)
+    chat_model = ChatModel.from_args(model_args, data_args, generating_args)
+    return evaluate_examples(chat_model, examples, training_args.output_dir, training_args.per_device_eval_batch_size)
+
+
+def predict_after_training(
+    model: Any,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: Any,
+    generating_args: GeneratingArguments | None,
+) -> dict[str, Any]:
+    """Evaluate the model just trained, still in memory, on the held-out data (do_predict / do_eval with generation)."""
+    from glmtune.data.templates import get_template
+    from glmtune.model.loader import load_tokenizer
+
+    examples = held_out_examples(data_args, training_args.seed)
+    tokenizer = load_tokenizer(model_args, padding_side="left")  # batched generation pads on the left
+    chat_model = ChatModel(model.eval(), tokenizer, get_template(data_args.template), generating_args, data_args.default_system)
+    return evaluate_examples(chat_model, examples, training_args.output_dir, training_args.per_device_eval_batch_size)
+
+
+def main(argv: Sequence[str]) -> int:
+    from glmtune.hparams.entry import get_eval_args
+
+    model_args, data_args, training_args, generating_args = get_eval_args(argv)
+    run_eval(model_args, data_args, training_args, generating_args)
+    return 0

@@ -1,0 +1,1 @@
+"""`glmtune webui`: a local browser UI to train, evaluate, chat with and export models."""

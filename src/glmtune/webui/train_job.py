@@ -1,0 +1,101 @@
+"""Train tab logic: the page's fields become `glmtune train` settings, checked, saved and launched."""
+
+import io
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from glmtune.webui.forms import chosen_datasets, dataset_dir_setting, model_setting, output_setting, settings_argv
+from glmtune.webui.jobs import JobManager, JobRecord, glmtune_command
+from glmtune.webui.workspace import Workspace
+
+PREVIEW_ROWS = 3
+
+
+@dataclass
+class TrainForm:
+    """The Train tab's fields, as the page sends them."""
+
+    model: str
+    dataset_dir: str
+    datasets: list[str]
+    template: str
+    stage: str
+    finetuning_type: str
+    learning_rate: float | None
+    num_train_epochs: float
+    max_steps: int
+    batch_size: int
+    grad_accum: int
+    cutoff_len: int
+    max_samples: int
+    val_size: float
+    lora_rank: int
+    lora_target: str
+    logging_steps: int
+    save_steps: int
+    output_dir: str
+
+
+def train_settings(workspace: Workspace, form: TrainForm) -> dict[str, Any]:
+    """Settings in `glmtune train`'s names, paths resolved inside the workspace; None leaves glmtune's default."""
+    settings: dict[str, Any] = {
+        "stage": form.stage,
+        "finetuning_type": form.finetuning_type,
+        "model_name_or_path": model_setting(workspace, form.model),
+        "dataset_dir": dataset_dir_setting(workspace, form.dataset_dir),
+        "dataset": chosen_datasets(workspace, form.dataset_dir, form.datasets),
+        "template": form.template,
+        "output_dir": str(output_setting(workspace, form.output_dir)),
+        "learning_rate": form.learning_rate or None,
+        "num_train_epochs": form.num_train_epochs,
+        "max_steps": int(form.max_steps),
+        "per_device_train_batch_size": int(form.batch_size),
+        "gradient_accumulation_steps": int(form.grad_accum),
+        "cutoff_len": int(form.cutoff_len),
+        "max_samples": int(form.max_samples) or None,
+        "val_size": form.val_size or None,
+        "logging_steps": int(form.logging_steps),
+        "save_steps": int(form.save_steps),
+        "plot_loss": True,
+    }
+    if form.finetuning_type == "lora":
+        settings.update(lora_rank=int(form.lora_rank), lora_target=form.lora_target.strip() or None)
+    return settings
+
+
+def command_line(settings: dict[str, Any]) -> str:
+    """What to type in a terminal for the same run, quoted for a POSIX shell."""
+    return shlex.join(["glmtune", "train", *settings_argv(settings)])
+
+
+def start_training(workspace: Workspace, jobs: JobManager, form: TrainForm) -> JobRecord:
+    """Validate exactly as `glmtune train` will, save the resolved YAML, then run `glmtune train CONFIG`."""
+    from glmtune.hparams.entry import get_train_args
+    from glmtune.train.session import write_resolved_config
+
+    settings = train_settings(workspace, form)
+    arguments = get_train_args(settings_argv(settings))
+    output_dir = Path(settings["output_dir"])
+    config = write_resolved_config(str(output_dir), *arguments)
+    return jobs.start("train", glmtune_command("train", str(config)), output_dir)
+
+
+def preview_rows(workspace: Workspace, form: TrainForm) -> str:
+    """A few rows rendered by the template and tokenized, as `glmtune data inspect` shows them."""
+    from glmtune.data.inspect import inspect_dataset
+
+    settings = {
+        "model_name_or_path": model_setting(workspace, form.model),
+        "dataset_dir": dataset_dir_setting(workspace, form.dataset_dir),
+        "template": form.template,
+        "stage": form.stage,
+        "max_samples": PREVIEW_ROWS,
+        "num_samples": PREVIEW_ROWS,
+        "cutoff_len": int(form.cutoff_len),
+    }
+    output = io.StringIO()
+    names = chosen_datasets(workspace, form.dataset_dir, form.datasets)
+    inspect_dataset(names, settings_argv(settings), output, color=False)
+    return output.getvalue()
