@@ -22,6 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -59,6 +60,7 @@ class Run:
     losses: list[float]
     peak_rss_mb: float
     wall_s: float
+    cpu_s: float
 
 
 def default_model_path() -> Path:
@@ -122,17 +124,18 @@ def run_training(command: list[str], output_dir: Path, env: dict[str, str]) -> R
         losses=[float(record["loss"]) for record in steps],
         peak_rss_mb=usage.ru_maxrss / 1024,
         wall_s=wall,
+        cpu_s=usage.ru_utime + usage.ru_stime,
     )
 
 
-def run_glmtune(work: Path, max_steps: int) -> Run:
+def run_glmtune(work: Path, length: dict[str, Any], extra: dict[str, str]) -> Run:
     output_dir = work / "glmtune"
-    arguments = {**SETTINGS, "dataset": str(DATA_FILE), "max_steps": max_steps, "output_dir": str(output_dir)}
+    arguments = {**SETTINGS, **length, **extra, "dataset": str(DATA_FILE), "output_dir": str(output_dir)}
     command = [str(GLMTUNE), "train", *(f"--{key}={value}" for key, value in arguments.items())]
     return run_training(command, output_dir, {**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-def run_llamafactory(python: str, work: Path, model_dir: Path, max_steps: int) -> Run:
+def run_llamafactory(python: str, work: Path, model_dir: Path, length: dict[str, Any]) -> Run:
     """The same settings as a LLaMA-Factory YAML, the dataset registered in a temporary dataset_info.json."""
     dataset_dir = work / "lf_data"
     dataset_dir.mkdir()
@@ -141,10 +144,10 @@ def run_llamafactory(python: str, work: Path, model_dir: Path, max_steps: int) -
     output_dir = work / "llamafactory"
     config = {
         **SETTINGS,
+        **length,
         "model_name_or_path": str(model_dir),
         "dataset": "alpaca_en_demo",
         "dataset_dir": str(dataset_dir),
-        "max_steps": max_steps,
         "output_dir": str(output_dir),
         "include_num_input_tokens_seen": "non_padding",  # glmtune counts non-padding tokens by itself
     }
@@ -152,6 +155,16 @@ def run_llamafactory(python: str, work: Path, model_dir: Path, max_steps: int) -
     config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ""}
     return run_training([python, "-m", "llamafactory.cli", "train", str(config_path)], output_dir, env)
+
+
+def run_length(max_steps: int, epoch_samples: int | None, sampler: str) -> dict[str, Any]:
+    """The settings that fix how much both systems train, and in which order they read the rows."""
+    length: dict[str, Any] = (
+        {"max_steps": max_steps} if epoch_samples is None else {"max_samples": epoch_samples, "num_train_epochs": 1}
+    )
+    if sampler == "sequential":
+        length["train_sampling_strategy"] = "sequential"
+    return length
 
 
 @dataclass
@@ -179,7 +192,7 @@ def figures(run: Run, warmup: int, batch_size: int, flops_per_token: float, peak
 
 
 def report(name: str, run: Run, result: Figures) -> None:
-    print(f"\n{name}: wall {run.wall_s:.1f} s (process start to exit)")
+    print(f"\n{name}: wall {run.wall_s:.1f} s, CPU {run.cpu_s:.1f} s (process start to exit, all steps)")
     print("  step  loss     tokens seen  step s")
     gaps = [later - earlier for earlier, later in zip(run.step_times, run.step_times[1:])]
     for step, (loss, tokens) in enumerate(zip(run.losses, run.tokens_seen), start=1):
@@ -195,11 +208,31 @@ def report(name: str, run: Run, result: Figures) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-steps", type=int, default=8)
+    parser.add_argument(
+        "--epoch-samples",
+        type=int,
+        help="instead of --max-steps: one full epoch over the first N samples (both systems then train on the same rows)",
+    )
+    parser.add_argument(
+        "--sampler",
+        choices=("default", "sequential"),
+        default="default",
+        help="default: each system's own sampler (glmtune groups by length, LLaMA-Factory shuffles); "
+        "sequential: both read the rows in file order, so every step sees the same batch in both",
+    )
     parser.add_argument("--warmup-steps", type=int, default=2, help="steps left out of the rates")
+    parser.add_argument(
+        "--glmtune-setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an extra glmtune setting, e.g. activation_checkpointing=true (LLaMA-Factory checkpoints by default)",
+    )
     parser.add_argument("--peer-python", help="an interpreter that can import llamafactory")
     options = parser.parse_args()
-    if options.max_steps <= options.warmup_steps:
+    if options.epoch_samples is None and options.max_steps <= options.warmup_steps:
         parser.error("--max-steps must exceed --warmup-steps")
+    length = run_length(options.max_steps, options.epoch_samples, options.sampler)
     import torch
 
     model_dir = default_model_path()
@@ -208,18 +241,18 @@ def main() -> None:
     peak = matmul_peak_flops()
     print(f"model {model_dir.name}: N = {n_parameters / 1e6:.1f}M parameters (all, embeddings included)")
     print(f"fp32 matmul peak {peak / 1e9:.1f} GFLOP/s (2048x2048, {torch.get_num_threads()} threads); 4N FLOPs/token")
-    print(f"{options.max_steps} steps, rates exclude the first {options.warmup_steps}; load: {os.getloadavg()}")
+    print(f"run length {length}, rates exclude the first {options.warmup_steps} steps; load: {os.getloadavg()}")
     batch_size = SETTINGS["per_device_train_batch_size"]
     peer = peer_python(options.peer_python)
     with tempfile.TemporaryDirectory(prefix="glmtune-train-bench-") as directory:
         work = Path(directory)
-        ours_run = run_glmtune(work, options.max_steps)
+        ours_run = run_glmtune(work, length, dict(setting.split("=", 1) for setting in options.glmtune_setting))
         ours = figures(ours_run, options.warmup_steps, batch_size, flops_per_token, peak)
         report("glmtune", ours_run, ours)
         if peer is None:
             print("\nllamafactory is not importable here and no --peer-python was given: glmtune figures only")
             return
-        theirs_run = run_llamafactory(peer, work, model_dir, options.max_steps)
+        theirs_run = run_llamafactory(peer, work, model_dir, length)
         theirs = figures(theirs_run, options.warmup_steps, batch_size, flops_per_token, peak)
         report("LLaMA-Factory", theirs_run, theirs)
     print(f"\nload after: {os.getloadavg()}")
@@ -230,7 +263,12 @@ def main() -> None:
     print(f"glmtune fraction of matmul peak: {100 * ours.fraction_of_peak:.1f}% (target >= 50%)")
     print(f"glmtune / LLaMA-Factory peak RSS: {ours.peak_rss_mb / theirs.peak_rss_mb:.2f}x (target <= 0.75x)")
     print(
-        f"mean loss over {options.max_steps} steps: glmtune {ours.mean_loss:.4f}, LLaMA-Factory {theirs.mean_loss:.4f}"
+        "glmtune / LLaMA-Factory whole-run CPU seconds per effective token: "
+        f"{(ours_run.cpu_s / ours_run.tokens_seen[-1]) / (theirs_run.cpu_s / theirs_run.tokens_seen[-1]):.2f}x"
+        " (includes start-up and data loading; less disturbed by other load than wall time)"
+    )
+    print(
+        f"mean loss over {len(ours_run.losses)} steps: glmtune {ours.mean_loss:.4f}, LLaMA-Factory {theirs.mean_loss:.4f}"
     )
 
 
