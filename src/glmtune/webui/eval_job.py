@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from glmtune.errors import ConfigError
+from glmtune.eval.outputs import PREDICTIONS_FILE, RESULTS_FILE
 from glmtune.webui.forms import (
     adapter_setting,
     chosen_datasets,
@@ -22,8 +23,6 @@ from glmtune.webui.forms import (
 from glmtune.webui.jobs import JobManager, JobRecord, glmtune_command
 from glmtune.webui.workspace import Workspace
 
-METRICS_FILE = "predict_results.json"
-PREDICTIONS_FILE = "generated_predictions.jsonl"
 PREDICTION_COLUMNS = ("prompt", "label", "predict")
 SHOWN_PREDICTIONS = 5
 
@@ -63,7 +62,7 @@ def start_eval(workspace: Workspace, jobs: JobManager, form: EvalForm) -> JobRec
 
 def read_metrics(output_dir: Path) -> list[list[Any]]:
     """[[metric, value], ...] from predict_results.json; empty until the run has written it."""
-    path = output_dir / METRICS_FILE
+    path = output_dir / RESULTS_FILE
     if not path.is_file():
         return []
     try:
