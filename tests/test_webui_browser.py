@@ -96,8 +96,11 @@ def test_train_from_the_page_then_chat_with_the_result(server, tmp_path):
         ]:  # fmt: skip
             fill(page, label, value)
         command = page.locator("#train-command textarea")
-        page.wait_for_function("document.querySelector('#train-command textarea').value.includes('--max_steps 6')")
-        assert "outputs/browser" in command.input_value()
+        page.wait_for_function(  # each field's change re-renders the command; wait for the last one's
+            "['--max_steps 6', 'outputs/browser'].every(part => "
+            "document.querySelector('#train-command textarea').value.includes(part))"
+        )
+        assert "--lora_rank 4" in command.input_value()
 
         page.locator("#train-start").click()
         status = page.locator("#train-status")

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from glmtune.train.chunked_head import chunked_cross_entropy_sum
+
 IGNORE_INDEX = -100  # cross-entropy ignores these positions (prompt and padding tokens)
 # Heads that post-process logits (soft-capping, scaling) need the model's own loss path.
 LOGIT_TRANSFORM_ATTRIBUTES = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
@@ -19,11 +21,19 @@ def has_plain_head(model: Any) -> bool:
     return not any(getattr(config, name, None) not in (None, 1.0) for name in LOGIT_TRANSFORM_ATTRIBUTES)
 
 
+def head_cross_entropy_sum(head: Any, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy of the output head's logits; a plain linear head runs chunk by chunk to bound memory."""
+    if type(head) is torch.nn.Linear and head.bias is None:
+        return chunked_cross_entropy_sum(hidden, head.weight, targets)
+    return F.cross_entropy(head(hidden).float(), targets, reduction="sum")  # adapted or quantized heads
+
+
 def selective_causal_lm_loss(model: Any, inputs: dict[str, torch.Tensor], num_items_in_batch: Any = None) -> torch.Tensor:
     """Mean next-token cross-entropy over labelled positions, or their sum divided by `num_items_in_batch`.
 
     The model runs with `logits_to_keep=1` (one position of logits, nearly free); the
-    final normalised hidden states then go through the output head at labelled positions only.
+    final normalised hidden states then go through the output head at labelled positions only,
+    a chunk of positions at a time.
     """
     labels = inputs["labels"]
     model_inputs = {key: value for key, value in inputs.items() if key != "labels"}
@@ -36,8 +46,7 @@ def selective_causal_lm_loss(model: Any, inputs: dict[str, torch.Tensor], num_it
         hidden = hidden[:, -labels.shape[1] :]
     targets = labels[:, 1:]
     keep = targets != IGNORE_INDEX
-    logits = model.get_output_embeddings()(hidden[:, :-1][keep])
-    total = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
+    total = head_cross_entropy_sum(model.get_output_embeddings(), hidden[:, :-1][keep], targets[keep])
     if num_items_in_batch is None:
         return total / keep.sum().clamp(min=1)
     return total / torch.as_tensor(num_items_in_batch, device=total.device)

@@ -1,0 +1,55 @@
+"""Output head and cross-entropy fused over chunks of positions, so [positions, vocab] logits never exist whole.
+
+The logits of the labelled positions are the largest tensors of a training step once the
+body's activations are checkpointed: with autograd, the logits, their log-softmax and the
+gradient each take positions x vocab floats (3 x 600 MB for 1,024 positions of a
+151k-token vocabulary). Here each chunk's logits are made, reduced to the loss, turned into
+the gradients of the hidden states (and of the head's weight, when it trains), and freed
+before the next chunk; only those gradients, the size of the inputs, are kept for backward.
+"""
+
+import torch
+
+CHUNK_ELEMENTS = 1 << 23  # logits per chunk: 32 MB in fp32 whatever the vocabulary size
+
+
+class ChunkedLinearCrossEntropy(torch.autograd.Function):
+    """Sum over positions of cross_entropy(hidden @ weight.T, targets), computed a chunk at a time."""
+
+    @staticmethod
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        want_hidden, want_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_hidden = torch.empty_like(hidden) if want_hidden else None
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if want_weight else None
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        chunk = max(1, CHUNK_ELEMENTS // weight.shape[0])
+        for start in range(0, hidden.shape[0], chunk):
+            states, labels = hidden[start : start + chunk], targets[start : start + chunk]
+            logits = (states @ weight.T).float()
+            log_normalizer = torch.logsumexp(logits, dim=-1)
+            total += (log_normalizer - logits.gather(1, labels[:, None]).squeeze(1)).sum()
+            if not (want_hidden or want_weight):
+                continue
+            grad_logits = logits.sub_(log_normalizer[:, None]).exp_()  # softmax, in place of the logits
+            grad_logits[torch.arange(labels.shape[0], device=labels.device), labels] -= 1
+            if grad_hidden is not None:
+                grad_hidden[start : start + chunk] = (grad_logits.to(weight.dtype) @ weight).to(hidden.dtype)
+            if grad_weight is not None:
+                grad_weight += grad_logits.T @ states.float()
+        ctx.save_for_backward(grad_hidden, grad_weight)
+        ctx.weight_dtype = weight.dtype
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_total: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:  # type: ignore[override]
+        grad_hidden, grad_weight = ctx.saved_tensors
+        return (
+            None if grad_hidden is None else grad_hidden * grad_total.to(grad_hidden.dtype),
+            None if grad_weight is None else (grad_weight * grad_total).to(ctx.weight_dtype),
+            None,
+        )
+
+
+def chunked_cross_entropy_sum(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Summed next-token cross-entropy of `hidden` [positions, dim] through a bias-free head `weight` [vocab, dim]."""
+    return ChunkedLinearCrossEntropy.apply(hidden, weight, targets)

@@ -1,0 +1,43 @@
+"""The chunked head loss equals the plain head + cross-entropy, in value and in every gradient."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import glmtune.train.chunked_head as chunked_head
+from glmtune.train.chunked_head import chunked_cross_entropy_sum
+
+
+def inputs(weight_trains: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(37, 16, generator=generator, requires_grad=True)
+    weight = torch.randn(101, 16, generator=generator, requires_grad=weight_trains)
+    targets = torch.randint(0, 101, (37,), generator=generator)
+    return hidden, weight, targets
+
+
+@pytest.mark.parametrize("weight_trains", [False, True])
+def test_values_and_gradients_match_over_uneven_chunks(weight_trains: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chunked_head, "CHUNK_ELEMENTS", 101 * 5)  # chunks of 5 positions, the last one of 2
+    hidden, weight, targets = inputs(weight_trains)
+    reference = F.cross_entropy(hidden @ weight.T, targets, reduction="sum") / 7
+    reference.backward()
+    expected_hidden_grad, expected_weight_grad = hidden.grad.clone(), weight.grad
+    hidden.grad = None
+    weight.grad = None
+    loss = chunked_cross_entropy_sum(hidden, weight, targets) / 7  # the scale reaches both gradients
+    loss.backward()
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-6)
+    assert torch.allclose(hidden.grad, expected_hidden_grad, atol=1e-6)
+    if weight_trains:
+        assert torch.allclose(weight.grad, expected_weight_grad, atol=1e-5)
+    else:
+        assert weight.grad is None
+
+
+def test_without_gradients_only_the_loss_is_computed() -> None:
+    hidden, weight, targets = inputs(weight_trains=True)
+    with torch.no_grad():
+        loss = chunked_cross_entropy_sum(hidden, weight, targets)
+    assert loss.item() == pytest.approx(F.cross_entropy(hidden @ weight.T, targets, reduction="sum").item(), rel=1e-6)
+    assert loss.grad_fn is None
