@@ -148,3 +148,9 @@ def test_without_a_method_the_lora_defaults_apply(tmp_path: Path) -> None:
 def test_a_given_learning_rate_wins_over_the_methods(method: str, lr_where: str, tmp_path: Path) -> None:
     argv = method_argv(tmp_path, method, "flag", learning_rate="3e-3", lr_where=lr_where)
     assert get_train_args(argv)[2].learning_rate == pytest.approx(3e-3)
+
+
+def test_memory_is_pinned_only_where_a_gpu_can_use_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = ["--dataset", "d", "--output_dir", str(tmp_path / "o")]
+    assert get_train_args(argv)[2].dataloader_pin_memory is torch.cuda.is_available()
+    assert get_train_args([*argv, "--dataloader_pin_memory", "true"])[2].dataloader_pin_memory is True

@@ -55,7 +55,13 @@ InferArgs = tuple[ModelArguments, DataArguments, GeneratingArguments]
 
 def training_defaults(method: str) -> dict[str, Any]:
     """glmtune's training defaults for a fine-tuning method: TRAINING_DEFAULTS plus the method's learning rate."""
-    return {**TRAINING_DEFAULTS, "learning_rate": LEARNING_RATES.get(method, LEARNING_RATES["lora"])}
+    import torch
+
+    return {
+        **TRAINING_DEFAULTS,
+        "learning_rate": LEARNING_RATES.get(method, LEARNING_RATES["lora"]),
+        "dataloader_pin_memory": torch.cuda.is_available(),  # pinning only helps copies to a GPU
+    }
 
 
 def train_settings_yaml(*arguments: Any) -> str:
