@@ -87,13 +87,18 @@ class ChatModel:
 
     @classmethod
     def from_args(
-        cls, model_args: ModelArguments, data_args: DataArguments, generating_args: GeneratingArguments
+        cls,
+        model_args: ModelArguments,
+        data_args: DataArguments,
+        generating_args: GeneratingArguments | None,
+        model: Any | None = None,
     ) -> "ChatModel":
+        """Load the tokenizer (left padding, for batches) and the model, unless a loaded `model` is given."""
         from glmtune.model.loader import load_model, load_tokenizer
 
         template = get_template(data_args.template)
         tokenizer = load_tokenizer(model_args, padding_side="left")
-        model = load_model(model_args)
+        model = load_model(model_args) if model is None else model.eval()
         return cls(model, tokenizer, template, generating_args, data_args.default_system)
 
     def chat(self, messages: list[Message], system: str | None = None, **gen: Any) -> ChatResponse:

@@ -79,12 +79,8 @@ def predict_after_training(
     generating_args: GeneratingArguments | None,
 ) -> dict[str, Any]:
     """Evaluate the model just trained, still in memory, on the held-out data (do_predict / do_eval with generation)."""
-    from glmtune.data.templates import get_template
-    from glmtune.model.loader import load_tokenizer
-
     examples = held_out_examples(data_args, training_args.seed)
-    tokenizer = load_tokenizer(model_args, padding_side="left")  # batched generation pads on the left
-    chat_model = ChatModel(model.eval(), tokenizer, get_template(data_args.template), generating_args, data_args.default_system)
+    chat_model = ChatModel.from_args(model_args, data_args, generating_args, model=model)
     return evaluate_examples(chat_model, examples, training_args.output_dir, training_args.per_device_eval_batch_size)
 
 
