@@ -84,6 +84,7 @@ def test_literal_values_from_yaml_are_checked(tmp_path):
         (["--cutoff_len", "0"], "cutoff_len=0"),
         (["--val_size", "1.5"], "val_size=1.5"),
         (["--top_p", "0"], "top_p=0.0"),
+        (["--micro_batch_tokens", "-1"], "micro_batch_tokens=-1"),
     ],
 )
 def test_impossible_combinations_are_rejected_before_loading(argv, message):

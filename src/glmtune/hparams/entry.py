@@ -16,6 +16,7 @@ from glmtune.hparams.validation import (
     check_evaluation,
     check_finetuning,
     check_generation,
+    check_micro_batches,
     check_model,
     check_training,
     raise_if_problems,
@@ -119,6 +120,7 @@ def get_train_args(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments, 
         + check_data(data_args)
         + check_finetuning(model_args, finetuning_args)
         + check_training(training_args, data_args, torch.cuda.is_available())
+        + check_micro_batches(training_args, finetuning_args)
         + check_evaluation(training_args, data_args, finetuning_args.stage)
         + check_generation(generating_args)
     )

@@ -31,5 +31,12 @@ class FinetuningArguments:
         default=False, metadata={"help": "With adapters given: merge them all and start a new one."}
     )
     plot_loss: bool = field(default=False, metadata={"help": "Save training_loss.png in the output dir."})
+    micro_batch_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "Run each batch without padding, as micro-batches of at most this many tokens (same gradients, "
+            "less compute and memory); 0: one padded batch. Empty: cutoff_len on CPU, 0 on GPU and with DeepSpeed."
+        },
+    )
     dpo_beta: float = field(default=0.1, metadata={"help": "DPO temperature beta."})
     reward_model: str | None = field(default=None, metadata={"help": "PPO: path to a reward model checkpoint."})

@@ -85,7 +85,16 @@ def check_finetuning(model_args: ModelArguments, finetuning_args: FinetuningArgu
         problems.append("stage=ppo needs reward_model (path to a reward model checkpoint)")
     if finetuning_args.stage in ("rm", "ppo", "dpo") and method == "p_tuning":
         problems.append(f"stage={finetuning_args.stage} supports lora, freeze or full, not p_tuning")
+    if finetuning_args.micro_batch_tokens is not None and finetuning_args.micro_batch_tokens < 0:
+        problems.append(f"micro_batch_tokens={finetuning_args.micro_batch_tokens}: must be >= 0 (0 turns it off)")
     return problems
+
+
+def check_micro_batches(training_args: Any, finetuning_args: FinetuningArguments) -> list[str]:
+    """accelerate steps a DeepSpeed engine after every backward call, so a batch must run as one."""
+    if training_args.deepspeed and finetuning_args.micro_batch_tokens:
+        return [f"micro_batch_tokens={finetuning_args.micro_batch_tokens} with deepspeed: set micro_batch_tokens=0"]
+    return []
 
 
 def check_training(training_args: Any, data_args: DataArguments, cuda_available: bool) -> list[str]:

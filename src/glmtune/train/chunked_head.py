@@ -25,12 +25,11 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         chunk = max(1, CHUNK_ELEMENTS // weight.shape[0])
         for start in range(0, hidden.shape[0], chunk):
             states, labels = hidden[start : start + chunk], targets[start : start + chunk]
-            logits = (states @ weight.T).float()
-            log_normalizer = torch.logsumexp(logits, dim=-1)
-            total += (log_normalizer - logits.gather(1, labels[:, None]).squeeze(1)).sum()
+            log_probs = torch.log_softmax((states @ weight.T).float(), dim=-1)
+            total -= log_probs.gather(1, labels[:, None]).sum()
             if not (want_hidden or want_weight):
                 continue
-            grad_logits = logits.sub_(log_normalizer[:, None]).exp_()  # softmax, in place of the logits
+            grad_logits = log_probs.exp_()  # softmax, in place of the log-probabilities
             grad_logits[torch.arange(labels.shape[0], device=labels.device), labels] -= 1
             if grad_hidden is not None:
                 grad_hidden[start : start + chunk] = (grad_logits.to(weight.dtype) @ weight).to(hidden.dtype)

@@ -38,9 +38,10 @@ def selective_causal_lm_loss(model: Any, inputs: dict[str, torch.Tensor], num_it
     labels = inputs["labels"]
     model_inputs = {key: value for key, value in inputs.items() if key != "labels"}
     if not has_plain_head(model):
-        outputs = model(**model_inputs, labels=labels, num_items_in_batch=num_items_in_batch)
+        outputs = model(**model_inputs, labels=labels, num_items_in_batch=num_items_in_batch, use_cache=False)
         return outputs.loss
-    outputs = model(**model_inputs, output_hidden_states=True, logits_to_keep=1)
+    # No cache: training never reuses one, and a cache switches off packed-row (position_ids) masking.
+    outputs = model(**model_inputs, output_hidden_states=True, logits_to_keep=1, use_cache=False)
     hidden = outputs.hidden_states[-1]
     if hidden.shape[1] != labels.shape[1]:  # prefix tuning prepends virtual tokens to the states
         hidden = hidden[:, -labels.shape[1] :]

@@ -23,7 +23,9 @@ def write_resolved_config(output_dir: str, *arguments: Any) -> Path:
     return path / CONFIG_FILE
 
 
-def build_trainer(model: Any, tokenizer: Any, training_args: Any, train_set: Any, eval_set: Any, collator: Any) -> GlmtuneTrainer:
+def build_trainer(
+    model: Any, tokenizer: Any, training_args: Any, train_set: Any, eval_set: Any, collator: Any, micro_batch_tokens: int
+) -> GlmtuneTrainer:
     if training_args.include_num_input_tokens_seen == "no":
         training_args.include_num_input_tokens_seen = "non_padding"  # effective tokens/s needs the count
     return GlmtuneTrainer(
@@ -34,6 +36,7 @@ def build_trainer(model: Any, tokenizer: Any, training_args: Any, train_set: Any
         data_collator=collator,
         processing_class=tokenizer,
         callbacks=[MetricsLogger(), CompleteCheckpointMarker(), GracefulStop()],
+        micro_batch_tokens=micro_batch_tokens,
     )
 
 

@@ -3,11 +3,13 @@
 from typing import Any
 
 from glmtune.data.collators import SupervisedCollator
+from glmtune.errors import ConfigError
 from glmtune.data.pipeline import build_tokenized_data
 from glmtune.data.templates import get_template
 from glmtune.hparams.generating_args import GeneratingArguments
 from glmtune.model.finetuning import prepare_for_training
 from glmtune.model.loader import load_model, load_tokenizer
+from glmtune.train.micro_batches import micro_batch_token_budget, supports_packed_rows
 from glmtune.train.session import build_trainer, train_and_save
 
 
@@ -27,8 +29,11 @@ def run_sft(
     tokenizer = load_tokenizer(model_args)
     data = build_tokenized_data(data_args, stage, get_template(data_args.template), tokenizer, training_args.seed)
     model = prepare_for_training(load_model(model_args, for_training=True), model_args, finetuning_args)
+    if data_args.packing and not supports_packed_rows(model):
+        raise ConfigError("packing needs a transformers model class without prefix tuning: set packing=false")
     collator = SupervisedCollator(tokenizer, pad_to_multiple_of=8)
-    trainer = build_trainer(model, tokenizer, training_args, data.train, data.validation, collator)
+    budget = micro_batch_token_budget(finetuning_args, data_args, training_args)
+    trainer = build_trainer(model, tokenizer, training_args, data.train, data.validation, collator, budget)
     metrics = train_and_save(trainer, finetuning_args.plot_loss)
     if generates_after_training(training_args) and trainer.is_world_process_zero():
         from glmtune.eval.runner import predict_after_training

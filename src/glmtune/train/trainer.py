@@ -1,13 +1,15 @@
 """The one Trainer every supervised stage uses: HF's Seq2SeqTrainer with a cheaper loss."""
 
 from collections.abc import Iterator
+from contextlib import nullcontext
 from typing import Any
 
 import torch
 from transformers import Seq2SeqTrainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from glmtune.train.loss import selective_causal_lm_loss
+from glmtune.train.loss import IGNORE_INDEX, selective_causal_lm_loss
+from glmtune.train.micro_batches import split_into_micro_batches, supports_packed_rows
 
 
 class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
@@ -32,12 +34,33 @@ class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
 
 
 class GlmtuneTrainer(Seq2SeqTrainer):
-    """Seq2SeqTrainer whose training loss projects to the vocabulary only at labelled positions."""
+    """Seq2SeqTrainer whose training loss projects to the vocabulary only at labelled positions,
+    and which can run each batch as padding-free micro-batches (see micro_batches.py)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, micro_batch_tokens: int = 0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # The loss below is already divided by the label count of the whole accumulated batch.
         self.model_accepts_loss_kwargs = True
+        self.micro_batch_tokens = micro_batch_tokens
+        self.packs_micro_batches = supports_packed_rows(self.model)
+
+    def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+        """One optimizer step's forward and backward; with a token budget, one micro-batch at a time.
+
+        Gradients are synchronised across devices only after the last micro-batch.
+        """
+        if not self.micro_batch_tokens:
+            return super().training_step(model, inputs, num_items_in_batch)
+        micro_batches = split_into_micro_batches(inputs, self.micro_batch_tokens, self.packs_micro_batches)
+        if num_items_in_batch is None:
+            num_items_in_batch = int((inputs["labels"][:, 1:] != IGNORE_INDEX).sum())
+        total = None
+        for index, micro_batch in enumerate(micro_batches):
+            last = index == len(micro_batches) - 1
+            with nullcontext() if last else self.accelerator.no_sync(model):
+                loss = super().training_step(model, micro_batch, num_items_in_batch)
+            total = loss if total is None else total + loss
+        return total
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         """transformers' sampler, with length grouping made resumable (see EpochSeededLengthGroupedSampler)."""
@@ -52,4 +75,9 @@ class GlmtuneTrainer(Seq2SeqTrainer):
     ) -> Any:
         if return_outputs:  # evaluation wants logits too: the model's own forward gives them
             return super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
-        return selective_causal_lm_loss(model, inputs, num_items_in_batch)
+        loss = selective_causal_lm_loss(model, inputs, num_items_in_batch)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            # num_items_in_batch counts every device's labels and gradients are averaged over
+            # devices, so each device's share is scaled back up (as transformers' own compute_loss does)
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+        return loss

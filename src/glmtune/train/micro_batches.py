@@ -1,0 +1,99 @@
+"""Run a padded batch as padding-free micro-batches whose gradients add up to the whole batch's.
+
+A batch padded to its longest row spends compute and activation memory on padding: on the
+alpaca demo data at cutoff 512 and batch 4, 45% of the positions are padding. On a CPU small
+matrix products lose little speed, so each step instead runs its rows without padding, several
+short rows packed into one sequence (transformers then builds a block-diagonal causal mask from
+the restarting position_ids), up to a token budget per micro-batch. The loss of every
+micro-batch is divided by the label count of the whole batch, so the summed gradients equal
+those of the padded batch, and activation memory follows the budget instead of the batch.
+"""
+
+from typing import Any
+
+import torch
+
+from glmtune.data.preprocess import IGNORE_INDEX
+
+SPLITTABLE_KEYS = {"input_ids", "labels", "attention_mask", "position_ids"}
+
+
+def supports_packed_rows(model: Any) -> bool:
+    """True when the model reads sample boundaries from restarting position_ids.
+
+    transformers' own model classes do (masking_utils), through every attention implementation;
+    code loaded with trust_remote_code may attend across samples, and prefix tuning's virtual
+    tokens need an attention mask, which switches the detection off.
+    """
+    if getattr(model, "peft_config", None) and any(
+        config.is_prompt_learning for config in model.peft_config.values()
+    ):
+        return False
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return type(base).__module__.startswith("transformers.models.")
+
+
+def micro_batch_token_budget(finetuning_args: Any, data_args: Any, training_args: Any) -> int:
+    """The user's micro_batch_tokens, else cutoff_len on a CPU and 0 (off) where large padded batches run faster."""
+    if finetuning_args.micro_batch_tokens is not None:
+        return finetuning_args.micro_batch_tokens
+    if torch.cuda.is_available() or training_args.deepspeed:
+        return 0
+    return data_args.cutoff_len
+
+
+def row_lengths(batch: dict[str, torch.Tensor]) -> list[int]:
+    """Real tokens per row of a right-padded batch; rows without an attention mask count whole."""
+    if "attention_mask" in batch:
+        return batch["attention_mask"].sum(dim=1).tolist()
+    return [batch["input_ids"].shape[1]] * batch["input_ids"].shape[0]
+
+
+def first_fit_decreasing(lengths: list[int], budget: int) -> list[list[int]]:
+    """Row indices grouped so each group's total length stays within budget (a longer row stands alone)."""
+    bins: list[list[int]] = []
+    totals: list[int] = []
+    for row in sorted(range(len(lengths)), key=lambda index: -lengths[index]):
+        for index, total in enumerate(totals):
+            if total + lengths[row] <= budget:
+                bins[index].append(row)
+                totals[index] += lengths[row]
+                break
+        else:
+            bins.append([row])
+            totals.append(lengths[row])
+    return bins
+
+
+def join_rows(batch: dict[str, torch.Tensor], rows: list[int], lengths: list[int]) -> dict[str, torch.Tensor]:
+    """The rows' real tokens as one sequence; positions restart per row and no label crosses a row boundary."""
+    labels = []
+    for order, row in enumerate(rows):
+        row_labels = batch["labels"][row, : lengths[row]].clone()
+        if order:
+            row_labels[0] = IGNORE_INDEX  # the previous row's last token must not predict this row's first
+        labels.append(row_labels)
+    joined = {
+        "input_ids": torch.cat([batch["input_ids"][row, : lengths[row]] for row in rows])[None],
+        "labels": torch.cat(labels)[None],
+    }
+    if "position_ids" in batch:
+        joined["position_ids"] = torch.cat([batch["position_ids"][row, : lengths[row]] for row in rows])[None]
+    elif len(rows) > 1:
+        joined["position_ids"] = torch.cat([torch.arange(lengths[row]) for row in rows])[None]
+    elif "attention_mask" in batch:
+        joined["attention_mask"] = batch["attention_mask"][rows[0], : lengths[rows[0]]][None]
+    return joined
+
+
+def split_into_micro_batches(batch: dict[str, Any], token_budget: int, pack: bool) -> list[dict[str, Any]]:
+    """The batch as micro-batches of at most token_budget real tokens (one row each when pack is False).
+
+    A batch with inputs beyond token ids, labels, mask and positions (images, token types)
+    stays whole: only these four are known to split and join exactly.
+    """
+    if set(batch) - SPLITTABLE_KEYS or "labels" not in batch:
+        return [batch]
+    lengths = row_lengths(batch)
+    groups = first_fit_decreasing(lengths, token_budget) if pack else [[row] for row in range(len(lengths))]
+    return [join_rows(batch, rows, lengths) for rows in groups]

@@ -1,0 +1,163 @@
+"""Padding-free micro-batches: the padded batch's loss and gradients, without computing on padding."""
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from glmtune.errors import ConfigError
+from glmtune.hparams import FinetuningArguments, ModelArguments
+from glmtune.hparams.validation import check_micro_batches
+from glmtune.model.finetuning import prepare_for_training
+from glmtune.model.loader import load_model
+from glmtune.train import micro_batches
+from glmtune.train.loss import IGNORE_INDEX, selective_causal_lm_loss
+from glmtune.train.micro_batches import (
+    first_fit_decreasing,
+    micro_batch_token_budget,
+    split_into_micro_batches,
+    supports_packed_rows,
+)
+from train_helpers import run_train, step_losses, train_argv, write_sft_data
+from train_helpers import train_env  # noqa: F401  (fixture)
+
+PAD = 0
+
+
+def padded_batch(lengths: list[int], prompt: int = 3) -> dict[str, torch.Tensor]:
+    """Right-padded rows of the given lengths; the first `prompt` tokens of each row are unlabelled."""
+    generator = torch.Generator().manual_seed(0)
+    width = max(lengths)
+    input_ids = torch.full((len(lengths), width), PAD)
+    labels = torch.full((len(lengths), width), IGNORE_INDEX)
+    attention_mask = torch.zeros((len(lengths), width), dtype=torch.long)
+    for row, length in enumerate(lengths):
+        input_ids[row, :length] = torch.randint(3, 300, (length,), generator=generator)
+        labels[row, prompt:length] = input_ids[row, prompt:length]
+        attention_mask[row, :length] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def target_count(batch: dict[str, torch.Tensor]) -> int:
+    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+
+
+def test_groups_stay_within_the_budget_and_hold_every_row_once():
+    lengths = [10, 3, 7, 2, 9, 30]
+    groups = first_fit_decreasing(lengths, budget=12)
+    assert sorted(row for group in groups for row in group) == list(range(len(lengths)))
+    assert [5] in groups  # longer than the budget: alone
+    for group in groups:
+        assert len(group) == 1 or sum(lengths[row] for row in group) <= 12
+    assert len(groups) < len(lengths)  # short rows share a micro-batch
+
+
+def test_joined_rows_restart_positions_and_no_row_predicts_the_next():
+    batch = padded_batch([6, 4, 9])
+    (joined,) = split_into_micro_batches(batch, token_budget=19, pack=True)
+    assert "attention_mask" not in joined  # transformers reads the boundaries from the positions
+    assert joined["input_ids"].shape == (1, 19) and PAD not in joined["input_ids"]
+    assert joined["position_ids"][0].tolist() == list(range(9)) + list(range(6)) + list(range(4))
+    labels = joined["labels"][0]
+    assert labels[9].item() == labels[15].item() == IGNORE_INDEX  # each later row's first token
+    assert int((labels[1:] != IGNORE_INDEX).sum()) == target_count(batch)
+
+
+def test_without_packing_each_row_runs_alone_without_its_padding():
+    batch = padded_batch([6, 4, 9])
+    parts = split_into_micro_batches(batch, token_budget=100, pack=False)
+    assert [part["input_ids"].shape[1] for part in parts] == [6, 4, 9]
+    for row, part in enumerate(parts):
+        assert part["attention_mask"].tolist() == [[1] * part["input_ids"].shape[1]]
+        assert torch.equal(part["labels"][0], batch["labels"][row, : part["input_ids"].shape[1]])
+
+
+def test_batches_with_other_inputs_stay_whole():
+    batch = {**padded_batch([6, 4]), "token_type_ids": torch.zeros((2, 6), dtype=torch.long)}
+    assert split_into_micro_batches(batch, token_budget=4, pack=True) == [batch]
+
+
+@pytest.mark.parametrize("method", ["lora", "p_tuning", "full"])
+def test_micro_batches_give_the_padded_batch_loss_and_gradients(tiny_model_dir, method):
+    model_args = ModelArguments(model_name_or_path=str(tiny_model_dir))
+    model = prepare_for_training(load_model(model_args, for_training=True), model_args, FinetuningArguments(finetuning_type=method))
+    model.train()
+    batch = padded_batch([20, 7, 12, 5, 16])
+    count = target_count(batch)
+    reference = selective_causal_lm_loss(model, batch, count)
+    reference.backward()
+    reference_grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    model.zero_grad()
+
+    pack = supports_packed_rows(model)
+    assert pack == (method != "p_tuning")
+    parts = split_into_micro_batches(batch, token_budget=24, pack=pack)
+    assert 1 < len(parts) < 5 if pack else len(parts) == 5
+    total = 0.0
+    for part in parts:
+        loss = selective_causal_lm_loss(model, part, count)
+        loss.backward()
+        total += loss.item()
+    assert total == pytest.approx(reference.item(), abs=1e-5)
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    for mine, theirs in zip(grads, reference_grads, strict=True):
+        torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-4)
+
+
+def test_code_outside_transformers_is_not_trusted_with_packed_rows(tiny_llama_dir):
+    model = load_model(ModelArguments(model_name_or_path=str(tiny_llama_dir)), for_training=True)
+    assert supports_packed_rows(model)
+    model.__class__ = type("RemoteCodeModel", (type(model),), {"__module__": "transformers_modules.chatglm"})
+    assert not supports_packed_rows(model)
+
+
+def test_budget_defaults_to_cutoff_len_on_cpu_and_off_on_gpu_or_deepspeed(monkeypatch):
+    data = SimpleNamespace(cutoff_len=512)
+    plain, deepspeed = SimpleNamespace(deepspeed=None), SimpleNamespace(deepspeed="ds.json")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert micro_batch_token_budget(FinetuningArguments(), data, plain) == 512
+    assert micro_batch_token_budget(FinetuningArguments(), data, deepspeed) == 0
+    assert micro_batch_token_budget(FinetuningArguments(micro_batch_tokens=0), data, plain) == 0
+    assert micro_batch_token_budget(FinetuningArguments(micro_batch_tokens=64), data, plain) == 64
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert micro_batch_token_budget(FinetuningArguments(), data, plain) == 0
+    assert micro_batch_token_budget(FinetuningArguments(micro_batch_tokens=64), data, plain) == 64
+
+
+def test_deepspeed_refuses_micro_batches():
+    (problem,) = check_micro_batches(SimpleNamespace(deepspeed="ds.json"), FinetuningArguments(micro_batch_tokens=256))
+    assert "micro_batch_tokens=0" in problem
+    assert check_micro_batches(SimpleNamespace(deepspeed="ds.json"), FinetuningArguments(micro_batch_tokens=0)) == []
+
+
+@pytest.mark.usefixtures("train_env")
+def test_training_with_micro_batches_logs_the_same_losses(tiny_llama_dir: Path, tmp_path: Path, monkeypatch):
+    """Through `glmtune train`: the steps split into micro-batches, and every step's loss is unchanged."""
+    made: list[int] = []
+    original = micro_batches.split_into_micro_batches
+
+    def counting_split(*args, **kwargs):
+        parts = original(*args, **kwargs)
+        made.append(len(parts))
+        return parts
+
+    monkeypatch.setattr("glmtune.train.trainer.split_into_micro_batches", counting_split)
+    data = write_sft_data(tmp_path)
+    losses = {}
+    for budget in ("0", "24"):
+        argv = train_argv(tiny_llama_dir, data, tmp_path / budget, "--micro_batch_tokens", budget, "--learning_rate", "1e-2",
+                          "--per_device_train_batch_size", "4", "--train_sampling_strategy", "sequential")  # fmt: skip
+        losses[budget] = step_losses(run_train(argv))
+        assert bool(made) == (budget != "0")
+    assert len(made) == 4 and max(made) > 1
+    assert losses["24"] == pytest.approx(losses["0"], abs=1e-5)
+    assert len(set(losses["24"].values())) > 1  # the weights moved between steps
+
+
+@pytest.mark.usefixtures("train_env")
+def test_packing_with_prefix_tuning_is_refused(tiny_llama_dir: Path, tmp_path: Path):
+    argv = train_argv(tiny_llama_dir, write_sft_data(tmp_path), tmp_path / "out", "--finetuning_type", "p_tuning",
+                      "--packing", "true")  # fmt: skip
+    with pytest.raises(ConfigError, match="packing=false"):
+        run_train(argv)
