@@ -54,13 +54,12 @@ class GlmtuneTrainer(Seq2SeqTrainer):
         micro_batches = split_into_micro_batches(inputs, self.micro_batch_tokens, self.packs_micro_batches)
         if num_items_in_batch is None:
             num_items_in_batch = int((inputs["labels"][:, 1:] != IGNORE_INDEX).sum())
-        total = None
+        losses = []
         for index, micro_batch in enumerate(micro_batches):
             last = index == len(micro_batches) - 1
             with nullcontext() if last else self.accelerator.no_sync(model):
-                loss = super().training_step(model, micro_batch, num_items_in_batch)
-            total = loss if total is None else total + loss
-        return total
+                losses.append(super().training_step(model, micro_batch, num_items_in_batch))
+        return torch.stack(losses).sum()
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         """transformers' sampler, with length grouping made resumable (see EpochSeededLengthGroupedSampler)."""
