@@ -112,11 +112,13 @@ def test_code_outside_transformers_is_not_trusted_with_packed_rows(tiny_llama_di
     assert not supports_packed_rows(model)
 
 
-def test_budget_defaults_to_cutoff_len_on_cpu_and_off_on_gpu_or_deepspeed(monkeypatch):
+def test_budget_defaults_to_cutoff_len_up_to_512_on_cpu_and_off_on_gpu_or_deepspeed(monkeypatch):
     data = SimpleNamespace(cutoff_len=512)
     plain, deepspeed = SimpleNamespace(deepspeed=None), SimpleNamespace(deepspeed="ds.json")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert micro_batch_token_budget(FinetuningArguments(), data, plain) == 512
+    assert micro_batch_token_budget(FinetuningArguments(), SimpleNamespace(cutoff_len=4096), plain) == 512
+    assert micro_batch_token_budget(FinetuningArguments(), SimpleNamespace(cutoff_len=128), plain) == 128
     assert micro_batch_token_budget(FinetuningArguments(), data, deepspeed) == 0
     assert micro_batch_token_budget(FinetuningArguments(micro_batch_tokens=0), data, plain) == 0
     assert micro_batch_token_budget(FinetuningArguments(micro_batch_tokens=64), data, plain) == 64

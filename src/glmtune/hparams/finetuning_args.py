@@ -35,7 +35,8 @@ class FinetuningArguments:
         default=None,
         metadata={
             "help": "Run each batch without padding, as micro-batches of at most this many tokens (same gradients, "
-            "less compute and memory); 0: one padded batch. Empty: cutoff_len on CPU, 0 on GPU and with DeepSpeed."
+            "less compute and memory); 0: one padded batch. Empty: min(cutoff_len, 512) on CPU, 0 on GPU and with "
+            "DeepSpeed."
         },
     )
     dpo_beta: float = field(default=0.1, metadata={"help": "DPO temperature beta."})

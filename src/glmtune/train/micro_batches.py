@@ -16,6 +16,9 @@ import torch
 from glmtune.data.preprocess import IGNORE_INDEX
 
 SPLITTABLE_KEYS = {"input_ids", "labels", "attention_mask", "position_ids"}
+# Packed rows attend through one dense block-diagonal mask, whose cost grows with the square of
+# the packed length; at 512 tokens matrix products already run at full speed on a CPU.
+CPU_TOKEN_BUDGET = 512
 
 
 def supports_packed_rows(model: Any) -> bool:
@@ -34,12 +37,13 @@ def supports_packed_rows(model: Any) -> bool:
 
 
 def micro_batch_token_budget(finetuning_args: Any, data_args: Any, training_args: Any) -> int:
-    """The user's micro_batch_tokens, else cutoff_len on a CPU and 0 (off) where large padded batches run faster."""
+    """The user's micro_batch_tokens, else up to CPU_TOKEN_BUDGET on a CPU, and 0 (off) where large padded
+    batches run faster."""
     if finetuning_args.micro_batch_tokens is not None:
         return finetuning_args.micro_batch_tokens
     if torch.cuda.is_available() or training_args.deepspeed:
         return 0
-    return data_args.cutoff_len
+    return min(data_args.cutoff_len, CPU_TOKEN_BUDGET)
 
 
 def row_lengths(batch: dict[str, torch.Tensor]) -> list[int]:
