@@ -69,9 +69,20 @@ def fill(page, label: str, value: str) -> None:
     field.press("Tab")
 
 
-def choose(page, label: str, option: str) -> None:
-    page.get_by_label(label, exact=True).filter(visible=True).first.click()
-    page.get_by_role("option", name=option, exact=True).click()
+def choose(page, label: str, option: str, timeout_s: float = 60) -> None:
+    """Pick a dropdown option; reopen the list while the server is still updating its choices."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        page.get_by_label(label, exact=True).filter(visible=True).first.click()
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=3000)
+            break
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")  # an update re-rendered the list under us: open it again
+            if time.monotonic() > deadline:
+                raise
     page.keyboard.press("Escape")
 
 
