@@ -9,9 +9,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from glmtune.data.preprocess import IGNORE_INDEX  # prompt and padding positions
 from glmtune.train.chunked_head import chunked_cross_entropy_sum
 
-IGNORE_INDEX = -100  # cross-entropy ignores these positions (prompt and padding tokens)
 # Heads that post-process logits (soft-capping, scaling) need the model's own loss path.
 LOGIT_TRANSFORM_ATTRIBUTES = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
 

@@ -3,9 +3,9 @@
 from typing import Any
 
 from glmtune.data.collators import SupervisedCollator
-from glmtune.errors import ConfigError
 from glmtune.data.pipeline import build_tokenized_data
 from glmtune.data.templates import get_template
+from glmtune.errors import ConfigError
 from glmtune.hparams.generating_args import GeneratingArguments
 from glmtune.model.finetuning import prepare_for_training
 from glmtune.model.loader import load_model, load_tokenizer
