@@ -10,6 +10,7 @@ from glmtune.webui import app
 from glmtune.webui.i18n import LANGUAGES, TEXTS, Labels, text
 from glmtune.webui.progress import loss_frame, readable, training_progress
 from glmtune.webui.ui_errors import shown_in_page
+from glmtune.webui.workspace import Workspace
 
 
 @pytest.fixture
@@ -85,3 +86,14 @@ def test_loss_frame_has_raw_smoothed_and_eval_series(tmp_path):
     frame = loss_frame(tmp_path)
     assert list(frame["series"]) == ["train loss", "train loss", "smoothed", "smoothed", "eval loss"]
     assert loss_frame(tmp_path / "missing").empty
+
+
+def test_dataset_lists_are_filled_when_the_page_is_built_not_by_a_load_event(tmp_path):
+    """A load event that answers after the user's "Refresh datasets" would put the bundled list back over theirs."""
+    demo = app.build_app(Workspace.at(str(tmp_path)))
+    dataset_labels = {text("datasets", LANGUAGES[0]), text("dataset", LANGUAGES[0])}
+    lists = [block for block in demo.blocks.values() if isinstance(block, gr.Dropdown) and block.label in dataset_labels]
+    assert len(lists) == 2
+    assert all("identity" in [value for _, value in block.choices] for block in lists)
+    loaded = {output._id for dependency in demo.fns.values() if "load" in str(dependency.targets) for output in dependency.outputs}
+    assert not loaded & {block._id for block in lists}

@@ -9,7 +9,7 @@ from glmtune.webui.context import POLL_SECONDS, Context, fresh_folder
 from glmtune.webui.eval_job import PREDICTION_COLUMNS, EvalForm, read_metrics, read_predictions, start_eval
 from glmtune.webui.forms import dataset_names
 from glmtune.webui.i18n import LANGUAGES, text
-from glmtune.webui.job_view import job_choices, job_state, newest_job
+from glmtune.webui.job_view import job_selector_update, job_state
 from glmtune.webui.ui_errors import shown_in_page
 
 METRIC_HEADERS = ["metric", "value"]
@@ -23,7 +23,7 @@ def build_eval_tab(context: Context, demo: gr.Blocks) -> None:
         template = context.template_dropdown()
     with gr.Row():
         dataset_dir = context.textbox("dataset_dir", placeholder="data", scale=2)
-        dataset = context.dropdown("dataset", choices=[], scale=2)
+        dataset = context.dropdown("dataset", choices=dataset_names(workspace, ""), scale=2)
         refresh = context.button("refresh_datasets", size="sm", scale=0)
     with gr.Row():
         max_samples = context.number("eval_max_samples", value=20, precision=0, minimum=1)
@@ -54,7 +54,7 @@ def build_eval_tab(context: Context, demo: gr.Blocks) -> None:
     def run_eval(*values: object) -> dict:
         record = start_eval(workspace, jobs, EvalForm(*values))
         gr.Info(f"started {record.id}")
-        return gr.update(choices=job_choices(jobs, "eval"), value=record.id)
+        return job_selector_update(jobs, "eval", record.id)
 
     def poll(job_id: str | None) -> tuple:
         record, status_text, log_text = job_state(jobs, job_id)
@@ -66,10 +66,6 @@ def build_eval_tab(context: Context, demo: gr.Blocks) -> None:
             return f"{status_text} · ⚠ {error}", log_text, [], []
         return status_text, log_text, *results
 
-    def on_load() -> tuple:
-        jobs_update = gr.update(choices=job_choices(jobs, "eval"), value=newest_job(jobs, "eval"))
-        return gr.update(choices=dataset_names(workspace, "")), jobs_update
-
     form_inputs = [model, adapter, dataset_dir, dataset, template, max_samples, output_dir]  # order of EvalForm's fields
     dataset_dir.submit(refresh_datasets, dataset_dir, dataset)
     refresh.click(refresh_datasets, dataset_dir, dataset)
@@ -77,4 +73,4 @@ def build_eval_tab(context: Context, demo: gr.Blocks) -> None:
     outputs = [status, log, metrics, predictions]
     job.change(poll, job, outputs, show_progress="hidden")
     gr.Timer(POLL_SECONDS).tick(poll, job, outputs, show_progress="hidden")
-    demo.load(on_load, None, [dataset, job])
+    demo.load(lambda: job_selector_update(jobs, "eval"), None, job)

@@ -5,7 +5,7 @@ import gradio as gr
 from glmtune.webui.context import POLL_SECONDS, Context
 from glmtune.webui.export_job import ExportForm, start_export
 from glmtune.webui.i18n import LANGUAGES, text
-from glmtune.webui.job_view import job_choices, job_state, newest_job
+from glmtune.webui.job_view import job_selector_update, job_state
 from glmtune.webui.ui_errors import shown_in_page
 
 
@@ -27,16 +27,13 @@ def build_export_tab(context: Context, demo: gr.Blocks) -> None:
     def run_export(*values: object) -> dict:
         record = start_export(workspace, jobs, ExportForm(*values))
         gr.Info(f"started {record.id}")
-        return gr.update(choices=job_choices(jobs, "export"), value=record.id)
+        return job_selector_update(jobs, "export", record.id)
 
     def poll(job_id: str | None) -> tuple[str, str]:
         _, status_text, log_text = job_state(jobs, job_id)
         return status_text, log_text
 
-    def on_load() -> dict:
-        return gr.update(choices=job_choices(jobs, "export"), value=newest_job(jobs, "export"))
-
     run.click(run_export, [model, adapter, export_dir, overwrite], job)  # order of ExportForm's fields
     job.change(poll, job, [status, log], show_progress="hidden")
     gr.Timer(POLL_SECONDS).tick(poll, job, [status, log], show_progress="hidden")
-    demo.load(on_load, None, job)
+    demo.load(lambda: job_selector_update(jobs, "export"), None, job)

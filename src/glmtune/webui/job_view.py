@@ -3,6 +3,8 @@
 import time
 from pathlib import Path
 
+import gradio as gr
+
 from glmtune.webui.jobs import JobManager, JobRecord
 from glmtune.webui.progress import raw_tail, readable, training_progress
 
@@ -14,9 +16,11 @@ def job_choices(jobs: JobManager, kind: str) -> list[tuple[str, str]]:
     return [(f"{record.id} · {Path(record.output_dir).name}", record.id) for record in jobs.list() if record.kind == kind]
 
 
-def newest_job(jobs: JobManager, kind: str) -> str | None:
+def job_selector_update(jobs: JobManager, kind: str, chosen: str | None = None) -> dict:
+    """The job selector's fresh choices with `chosen` selected, or the newest job of that kind."""
     choices = job_choices(jobs, kind)
-    return choices[0][1] if choices else None
+    newest = choices[0][1] if choices else None
+    return gr.update(choices=choices, value=chosen or newest)
 
 
 def status_line(record: JobRecord, progress: tuple[int, int] | None) -> str:

@@ -11,7 +11,7 @@ from glmtune.hparams.finetuning_args import FINETUNING_TYPES, STAGE_NAMES
 from glmtune.webui.context import POLL_SECONDS, Context, fresh_folder
 from glmtune.webui.forms import dataset_names
 from glmtune.webui.i18n import LANGUAGES, text
-from glmtune.webui.job_view import job_choices, job_state, newest_job
+from glmtune.webui.job_view import job_selector_update, job_state
 from glmtune.webui.progress import loss_frame
 from glmtune.webui.train_job import TrainForm, command_line, preview_rows, start_training, train_settings
 from glmtune.webui.ui_errors import shown_in_page
@@ -33,7 +33,7 @@ def build_train_tab(context: Context, demo: gr.Blocks) -> None:
         finetuning_type = context.dropdown("finetuning_type", choices=list(FINETUNING_TYPES), value="lora")
     with gr.Row():
         dataset_dir = context.textbox("dataset_dir", placeholder="data", scale=2)
-        datasets = context.dropdown("datasets", choices=[], multiselect=True, scale=3)
+        datasets = context.dropdown("datasets", choices=dataset_names(workspace, ""), multiselect=True, scale=3)
         refresh = context.button("refresh_datasets", size="sm", scale=0)
         preview = context.button("preview", size="sm", scale=0)
     preview_box = context.textbox("preview_box", lines=3, max_lines=20, interactive=False)
@@ -90,7 +90,7 @@ def build_train_tab(context: Context, demo: gr.Blocks) -> None:
     def start_job(*values: object) -> dict:
         record = start_training(workspace, jobs, TrainForm(*values))
         gr.Info(f"started {record.id}")
-        return gr.update(choices=job_choices(jobs, "train"), value=record.id)
+        return job_selector_update(jobs, "train", record.id)
 
     @shown_in_page
     def stop_job(job_id: str | None) -> None:
@@ -103,10 +103,6 @@ def build_train_tab(context: Context, demo: gr.Blocks) -> None:
         record, status_text, log_text = job_state(jobs, job_id)
         return status_text, log_text, plot_value(Path(record.output_dir)) if record else None
 
-    def on_load() -> tuple:
-        jobs_update = gr.update(choices=job_choices(jobs, "train"), value=newest_job(jobs, "train"))
-        return gr.update(choices=dataset_names(workspace, "")), jobs_update
-
     for component in form_inputs:
         component.change(show_command, form_inputs, command, show_progress="hidden")
     dataset_dir.submit(refresh_datasets, dataset_dir, datasets)
@@ -116,4 +112,4 @@ def build_train_tab(context: Context, demo: gr.Blocks) -> None:
     stop.click(stop_job, job, None)
     job.change(poll, job, [status, log, loss], show_progress="hidden")
     gr.Timer(POLL_SECONDS).tick(poll, job, [status, log, loss], show_progress="hidden")
-    demo.load(on_load, None, [datasets, job])
+    demo.load(lambda: job_selector_update(jobs, "train"), None, job)
