@@ -11,6 +11,8 @@ from glmtune.hparams import FinetuningArguments, ModelArguments
 from glmtune.hparams.validation import check_micro_batches
 from glmtune.model.finetuning import prepare_for_training
 from glmtune.model.loader import load_model
+from glmtune.model import segment_attention
+from glmtune.model.segment_attention import SEGMENT_ATTENTION, use_segment_attention
 from glmtune.train import micro_batches
 from glmtune.train.loss import IGNORE_INDEX, selective_causal_lm_loss
 from glmtune.train.micro_batches import (
@@ -59,6 +61,7 @@ def test_joined_rows_restart_positions_and_no_row_predicts_the_next():
     assert "attention_mask" not in joined  # transformers reads the boundaries from the positions
     assert joined["input_ids"].shape == (1, 19) and PAD not in joined["input_ids"]
     assert joined["position_ids"][0].tolist() == list(range(9)) + list(range(6)) + list(range(4))
+    assert joined["cu_seq_lens_q"].tolist() == [0, 9, 15, 19] and joined["max_length_q"] == 9  # for per-sample attention
     labels = joined["labels"][0]
     assert labels[9].item() == labels[15].item() == IGNORE_INDEX  # each later row's first token
     assert int((labels[1:] != IGNORE_INDEX).sum()) == target_count(batch)
@@ -79,7 +82,8 @@ def test_batches_with_other_inputs_stay_whole():
 
 
 @pytest.mark.parametrize("method", ["lora", "p_tuning", "full"])
-def test_micro_batches_give_the_padded_batch_loss_and_gradients(tiny_model_dir, method):
+@pytest.mark.parametrize("per_sample_attention", [True, False], ids=["per-sample", "masked"])
+def test_micro_batches_give_the_padded_batch_loss_and_gradients(tiny_model_dir, method, per_sample_attention, monkeypatch):
     model_args = ModelArguments(model_name_or_path=str(tiny_model_dir))
     model = prepare_for_training(load_model(model_args, for_training=True), model_args, FinetuningArguments(finetuning_type=method))
     model.train()
@@ -91,6 +95,18 @@ def test_micro_batches_give_the_padded_batch_loss_and_gradients(tiny_model_dir, 
     model.zero_grad()
 
     pack = supports_packed_rows(model)
+    if per_sample_attention and pack:
+        use_segment_attention(model)  # as the trainer does; padded batches still run plain SDPA
+        assert model.config._attn_implementation == SEGMENT_ATTENTION
+    split_calls: list[bool] = []
+    original = segment_attention.segment_boundaries
+
+    def recording_boundaries(*args):
+        bounds = original(*args)
+        split_calls.append(bounds is not None)
+        return bounds
+
+    monkeypatch.setattr(segment_attention, "segment_boundaries", recording_boundaries)
     assert pack == (method != "p_tuning")
     parts = split_into_micro_batches(batch, token_budget=24, pack=pack)
     assert 1 < len(parts) < 5 if pack else len(parts) == 5
@@ -100,6 +116,7 @@ def test_micro_batches_give_the_padded_batch_loss_and_gradients(tiny_model_dir, 
         loss.backward()
         total += loss.item()
     assert total == pytest.approx(reference.item(), abs=1e-5)
+    assert any(split_calls) == (per_sample_attention and pack)
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     for mine, theirs in zip(grads, reference_grads, strict=True):
         torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-4)

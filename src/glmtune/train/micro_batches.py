@@ -87,7 +87,20 @@ def join_rows(batch: dict[str, torch.Tensor], rows: list[int], lengths: list[int
         joined["position_ids"] = torch.cat([torch.arange(lengths[row]) for row in rows])[None]
     elif "attention_mask" in batch:
         joined["attention_mask"] = batch["attention_mask"][rows[0], : lengths[rows[0]]][None]
+    if "position_ids" in joined:
+        joined.update(sample_boundaries(joined["position_ids"][0]))
     return joined
+
+
+def sample_boundaries(position_ids: torch.Tensor) -> dict[str, Any]:
+    """Flash attention's description of the samples in one packed sequence, for per-sample attention
+    (model/segment_attention.py); a sample starts wherever positions do not count on (transformers' rule)."""
+    starts = torch.nonzero(position_ids[1:] != position_ids[:-1] + 1).flatten() + 1
+    if not len(starts):
+        return {}
+    boundaries = torch.cat([torch.tensor([0]), starts, torch.tensor([len(position_ids)])]).to(torch.int32)
+    longest = int((boundaries[1:] - boundaries[:-1]).max())
+    return {"cu_seq_lens_q": boundaries, "cu_seq_lens_k": boundaries, "max_length_q": longest, "max_length_k": longest}
 
 
 def split_into_micro_batches(batch: dict[str, Any], token_budget: int, pack: bool) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ import torch
 from transformers import Seq2SeqTrainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from glmtune.model.segment_attention import use_segment_attention
 from glmtune.train.loss import IGNORE_INDEX, selective_causal_lm_loss
 from glmtune.train.micro_batches import split_into_micro_batches, supports_packed_rows
 
@@ -43,6 +44,8 @@ class GlmtuneTrainer(Seq2SeqTrainer):
         self.model_accepts_loss_kwargs = True
         self.micro_batch_tokens = micro_batch_tokens
         self.packs_micro_batches = supports_packed_rows(self.model)
+        if micro_batch_tokens and self.packs_micro_batches:
+            use_segment_attention(self.model)
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
         """One optimizer step's forward and backward; with a token budget, one micro-batch at a time.

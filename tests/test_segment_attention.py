@@ -1,0 +1,95 @@
+"""Per-sample attention over packed rows: SDPA's masked result, and plain SDPA wherever it does not apply."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+from glmtune.model.segment_attention import SEGMENT_ATTENTION, segment_attention_forward, use_segment_attention
+from glmtune.train.micro_batches import sample_boundaries
+
+
+class Attention(torch.nn.Module):
+    """What transformers' attention functions read from the calling module."""
+
+    is_causal = True
+    num_key_value_groups = 2
+
+
+def packed_inputs(lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+    generator = torch.Generator().manual_seed(0)
+    total = sum(lengths)
+    query = torch.randn(1, 4, total, 16, generator=generator, requires_grad=True)
+    key, value = (torch.randn(1, 2, total, 16, generator=generator, requires_grad=True) for _ in range(2))
+    positions = torch.cat([torch.arange(length) for length in lengths])
+    return query, key, value, sample_boundaries(positions)
+
+
+def block_causal_mask(lengths: list[int]) -> torch.Tensor:
+    sample = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    position = torch.arange(len(sample))
+    return ((sample[:, None] == sample[None, :]) & (position[:, None] >= position[None, :]))[None, None]
+
+
+def test_boundaries_come_from_restarting_positions():
+    bounds = sample_boundaries(torch.tensor([0, 1, 2, 0, 1, 0, 1, 2, 3]))
+    assert bounds["cu_seq_lens_q"].tolist() == [0, 3, 5, 9] and bounds["max_length_q"] == 4
+    assert sample_boundaries(torch.arange(7)) == {}  # one sample: nothing to split
+    assert sample_boundaries(torch.tensor([5, 6, 7, 2, 3]))["cu_seq_lens_q"].tolist() == [0, 3, 5]
+
+
+def test_per_sample_attention_equals_the_masked_attention_and_its_gradients():
+    lengths = [9, 4, 1, 6]
+    query, key, value, bounds = packed_inputs(lengths)
+    mine, _ = segment_attention_forward(Attention(), query, key, value, block_causal_mask(lengths), scaling=0.25, **bounds)
+    theirs, _ = sdpa_attention_forward(Attention(), query, key, value, block_causal_mask(lengths), scaling=0.25)
+    torch.testing.assert_close(mine, theirs)
+    direction = torch.randn_like(mine)
+    mine_grads = torch.autograd.grad((mine * direction).sum(), (query, key, value))
+    theirs_grads = torch.autograd.grad((theirs * direction).sum(), (query, key, value))
+    for got, expected in zip(mine_grads, theirs_grads, strict=True):
+        torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize(
+    ("change", "plain"),
+    [
+        ({}, False),
+        ({"sliding_window": 3}, True),
+        ({"s_aux": torch.zeros(4)}, True),
+        ({"cu_seq_lens_q": None}, True),
+        ({"cu_seq_lens_q": torch.tensor([0, 5], dtype=torch.int32)}, True),
+    ],
+    ids=["packed", "sliding-window", "attention-sinks", "no-boundaries", "boundaries-of-another-length"],
+)
+def test_calls_it_cannot_split_exactly_run_as_plain_sdpa(monkeypatch, change, plain):
+    lengths = [5, 5]
+    query, key, value, bounds = packed_inputs(lengths)
+    plain_calls = []
+
+    def recording_sdpa(*args, **kwargs):
+        plain_calls.append(kwargs)
+        return sdpa_attention_forward(*args, **kwargs)
+
+    monkeypatch.setattr("glmtune.model.segment_attention.sdpa_attention_forward", recording_sdpa)
+    segment_attention_forward(Attention(), query, key, value, block_causal_mask(lengths), **{**bounds, **change})
+    assert bool(plain_calls) == plain
+
+
+def test_only_sdpa_models_switch_and_the_saved_config_does_not_name_it(tiny_llama_dir, tmp_path):
+    eager = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, attn_implementation="eager")
+    use_segment_attention(eager)
+    assert eager.config._attn_implementation == "eager"
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, attn_implementation="sdpa")
+    ids = torch.tensor([[5, 9, 13, 7, 2, 11]])
+    before = model(ids).logits
+    use_segment_attention(model)
+    assert model.config._attn_implementation == SEGMENT_ATTENTION
+    torch.testing.assert_close(model(ids).logits, before)  # no boundaries given: SDPA as before
+    model.save_pretrained(tmp_path / "saved")
+    assert SEGMENT_ATTENTION not in json.dumps(json.loads((tmp_path / "saved" / "config.json").read_text()))
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
+    assert reloaded.config._attn_implementation == "sdpa"
