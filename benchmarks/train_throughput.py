@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import subprocess
+import statistics
 import sys
 import tempfile
 import time
@@ -238,6 +239,9 @@ def main() -> None:
         help="an extra glmtune setting, e.g. activation_checkpointing=true (LLaMA-Factory checkpoints by default)",
     )
     parser.add_argument("--peer-python", help="an interpreter that can import llamafactory")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="run both systems this many times, alternating, and report the median ratios"
+    )
     options = parser.parse_args()
     if options.epoch_samples is None and options.max_steps <= options.warmup_steps:
         parser.error("--max-steps must exceed --warmup-steps")
@@ -253,26 +257,39 @@ def main() -> None:
     print(f"run length {length}, rates exclude the first {options.warmup_steps} steps; load: {os.getloadavg()}")
     batch_size = SETTINGS["per_device_train_batch_size"]
     peer = peer_python(options.peer_python)
+    ratios: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory(prefix="glmtune-train-bench-") as directory:
-        work = Path(directory)
-        ours_run = run_glmtune(work, length, dict(setting.split("=", 1) for setting in options.glmtune_setting))
-        ours = figures(ours_run, options.warmup_steps, batch_size, flops_per_token, peak)
-        report("glmtune", ours_run, ours)
-        if peer is None:
-            print("\nllamafactory is not importable here and no --peer-python was given: glmtune figures only")
-            return
-        theirs_run = run_llamafactory(peer, work, model_dir, length)
-        theirs = figures(theirs_run, options.warmup_steps, batch_size, flops_per_token, peak)
-        report("LLaMA-Factory", theirs_run, theirs)
+        for repeat in range(1, options.repeats + 1):
+            work = Path(directory) / f"run{repeat}"
+            work.mkdir()
+            if options.repeats > 1:
+                print(f"\n=== run {repeat} of {options.repeats} ===")
+            ours_run = run_glmtune(work, length, dict(setting.split("=", 1) for setting in options.glmtune_setting))
+            ours = figures(ours_run, options.warmup_steps, batch_size, flops_per_token, peak)
+            report("glmtune", ours_run, ours)
+            if peer is None:
+                print("\nllamafactory is not importable here and no --peer-python was given: glmtune figures only")
+                continue
+            theirs_run = run_llamafactory(peer, work, model_dir, length)
+            theirs = figures(theirs_run, options.warmup_steps, batch_size, flops_per_token, peak)
+            report("LLaMA-Factory", theirs_run, theirs)
+            ratios.append(compare(ours_run, ours, theirs_run, theirs))
+    if len(ratios) > 1:
+        print(
+            f"\nmedian over {len(ratios)} alternating runs: effective tokens/s "
+            f"{statistics.median(speed for speed, _ in ratios):.2f}x, "
+            f"training loop {statistics.median(loop for _, loop in ratios):.2f}x (target >= 2.5x)"
+        )
+
+
+def compare(ours_run: Run, ours: Figures, theirs_run: Run, theirs: Figures) -> tuple[float, float]:
+    """Print glmtune / LLaMA-Factory ratios against the targets; return the tokens/s and training-loop ratios."""
+    speed = ours.tokens_per_s / theirs.tokens_per_s
+    loop = whole_loop_rate(ours_run) / whole_loop_rate(theirs_run)
     print(f"\nload after: {os.getloadavg()}")
-    print(
-        f"glmtune / LLaMA-Factory effective tokens/s: {ours.tokens_per_s / theirs.tokens_per_s:.2f}x (target >= 2.5x)"
-    )
+    print(f"glmtune / LLaMA-Factory effective tokens/s: {speed:.2f}x (target >= 2.5x)")
     print(f"glmtune / LLaMA-Factory samples/s: {ours.samples_per_s / theirs.samples_per_s:.2f}x")
-    print(
-        "glmtune / LLaMA-Factory effective tokens/s over the whole training loop (train_runtime, all steps): "
-        f"{whole_loop_rate(ours_run) / whole_loop_rate(theirs_run):.2f}x"
-    )
+    print(f"glmtune / LLaMA-Factory effective tokens/s over the whole training loop (train_runtime, all steps): {loop:.2f}x")
     print(f"glmtune fraction of matmul peak: {100 * ours.fraction_of_peak:.1f}% (target >= 50%)")
     print(f"glmtune / LLaMA-Factory peak RSS: {ours.peak_rss_mb / theirs.peak_rss_mb:.2f}x (target <= 0.75x)")
     print(
@@ -283,7 +300,7 @@ def main() -> None:
     print(
         f"mean loss over {len(ours_run.losses)} steps: glmtune {ours.mean_loss:.4f}, LLaMA-Factory {theirs.mean_loss:.4f}"
     )
-
+    return speed, loop
 
 if __name__ == "__main__":
     main()

@@ -3,8 +3,8 @@
 A batch padded to its longest row spends compute and activation memory on padding: on the
 alpaca demo data at cutoff 512 and batch 4, 45% of the positions are padding. On a CPU small
 matrix products lose little speed, so each step instead runs its rows without padding, several
-short rows packed into one sequence (transformers then builds a block-diagonal causal mask from
-the restarting position_ids), up to a token budget per micro-batch. The loss of every
+short rows packed into one sequence (restarting position_ids mark the rows; on SDPA each row then
+attends on its own, see model/segment_attention.py), up to a token budget per micro-batch. The loss of every
 micro-batch is divided by the label count of the whole batch, so the summed gradients equal
 those of the padded batch, and activation memory follows the budget instead of the batch.
 """
@@ -16,8 +16,8 @@ import torch
 from glmtune.data.preprocess import IGNORE_INDEX
 
 SPLITTABLE_KEYS = {"input_ids", "labels", "attention_mask", "position_ids"}
-# Packed rows attend through one dense block-diagonal mask, whose cost grows with the square of
-# the packed length; at 512 tokens matrix products already run at full speed on a CPU.
+# At 512 tokens matrix products already run at full speed on a CPU, while activation memory
+# keeps growing with the budget (and, off SDPA, a packed sequence's dense mask with its square).
 CPU_TOKEN_BUDGET = 512
 
 
