@@ -1,10 +1,16 @@
 """Attach PEFT adapters to a loaded base model."""
 
 from pathlib import Path
+from typing import Any
 
 from glmtune.errors import ModelNotFoundError
 from glmtune.hparams.model_args import ModelArguments
 from glmtune.hparams.validation import split_names
+
+
+def base_model(model: Any) -> Any:
+    """The transformers model under a PEFT wrapper (the model itself when there is none)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def check_adapter_dir(path: str) -> Path:

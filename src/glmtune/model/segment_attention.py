@@ -17,6 +17,8 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
+from glmtune.model.adapters import base_model
+
 SEGMENT_ATTENTION = "sdpa_segments"
 # Attention variants that change scores inside a row: only SDPA itself knows how to apply them.
 SCORE_CHANGING_KWARGS = ("sliding_window", "softcap", "position_bias", "s_aux")
@@ -64,7 +66,7 @@ def use_segment_attention(model: Any) -> None:
     The name is registered with transformers together with SDPA's mask builder, so every call that
     falls back to SDPA gets exactly the mask SDPA would; the saved config never records it.
     """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     if base.config._attn_implementation == "sdpa":
         AttentionInterface.register(SEGMENT_ATTENTION, segment_attention_forward)
         ALL_MASK_ATTENTION_FUNCTIONS.register(SEGMENT_ATTENTION, sdpa_mask)

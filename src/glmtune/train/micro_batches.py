@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from glmtune.data.preprocess import IGNORE_INDEX
+from glmtune.model.adapters import base_model
 
 SPLITTABLE_KEYS = {"input_ids", "labels", "attention_mask", "position_ids"}
 # At 512 tokens matrix products already run at full speed on a CPU, while activation memory
@@ -32,7 +33,7 @@ def supports_packed_rows(model: Any) -> bool:
         config.is_prompt_learning for config in model.peft_config.values()
     ):
         return False
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     return type(base).__module__.startswith("transformers.models.")
 
 
