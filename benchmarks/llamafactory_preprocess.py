@@ -27,7 +27,10 @@ def main() -> None:
         os.environ["HF_DATASETS_CACHE"] = str(Path(directory) / "datasets-cache")
         os.environ["HF_HUB_OFFLINE"] = "1"
         from llamafactory.data import get_template_and_fix_tokenizer
-        from llamafactory.data.loader import _get_merged_dataset, _get_preprocessed_dataset
+        from llamafactory.data.loader import (
+            _get_merged_dataset,
+            _get_preprocessed_dataset,
+        )
         from llamafactory.hparams import get_train_args
         from llamafactory.model import load_tokenizer
 

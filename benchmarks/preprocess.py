@@ -2,7 +2,7 @@
 
 Builds a 50k-row alpaca-format file from the two alpaca demo files of ../shared (repeated,
 each copy's instruction varied so rows differ), then times glmtune end to end, reading
-(load_examples) and encoding (preprocess_dataset, no cache), once per worker count.
+(load_examples) and encoding (encode_dataset, no cache), once per worker count.
 LLaMA-Factory runs in a subprocess (`llamafactory_preprocess.py`) under --peer-python, or
 under this interpreter when it can import llamafactory, with the same tokenizer, template,
 cutoff_len and workers. Run: .venv/bin/python benchmarks/preprocess.py [--peer-python PY]
@@ -39,11 +39,11 @@ def build_file(path: Path, rows: int) -> None:
 
 def time_glmtune(path: Path, template_name: str, cutoff_len: int, workers: int) -> dict[str, float]:
     from glmtune.data.loader import load_examples
-    from glmtune.data.preprocess import preprocess_dataset
+    from glmtune.data.shapes import encode_dataset
     from glmtune.data.templates import get_template
+    from glmtune.data.tokenizer import load_tokenizer
     from glmtune.hparams.data_args import DataArguments
     from glmtune.hparams.model_args import ModelArguments
-    from glmtune.model.loader import load_tokenizer
 
     tokenizer = load_tokenizer(ModelArguments())
     data_args = DataArguments(
@@ -52,7 +52,7 @@ def time_glmtune(path: Path, template_name: str, cutoff_len: int, workers: int) 
     start = time.perf_counter()
     examples = load_examples(data_args, "sft").train
     loaded, cpu = time.perf_counter(), cpu_seconds()
-    processed, report = preprocess_dataset(examples, "sft", get_template(template_name), tokenizer, data_args)
+    processed, report = encode_dataset(examples, "supervised", get_template(template_name), tokenizer, data_args)
     done = time.perf_counter()
     assert report.kept == len(processed) == len(examples), report.summary()
     return {"rows": report.read, "load_s": loaded - start, "preprocess_s": done - loaded, "cpu_s": cpu_seconds() - cpu}
@@ -65,9 +65,9 @@ def tokenizer_floor(path: Path, template_name: str) -> float:
     """
     from glmtune.data.loader import load_examples
     from glmtune.data.templates import TOKEN, get_template
+    from glmtune.data.tokenizer import load_tokenizer
     from glmtune.hparams.data_args import DataArguments
     from glmtune.hparams.model_args import ModelArguments
-    from glmtune.model.loader import load_tokenizer
 
     tokenizer, template = load_tokenizer(ModelArguments()), get_template(template_name)
     examples = load_examples(DataArguments(dataset=str(path), template=template_name), "sft").train
@@ -92,7 +92,7 @@ def cpu_seconds() -> float:
 
 def time_peer(python: str, path: Path, template_name: str, cutoff_len: int, workers: int) -> dict[str, float]:
     """LLaMA-Factory's figures from its own interpreter; the script prints one JSON line last."""
-    from glmtune.model.default_model import ensure_default_model
+    from glmtune.default_model import ensure_default_model
 
     arguments = [str(path), str(ensure_default_model()), template_name, str(cutoff_len), str(workers)]
     result = subprocess.run([python, str(PEER_SCRIPT), *arguments], capture_output=True, text=True, check=False)

@@ -16,8 +16,8 @@ Run: .venv/bin/python benchmarks/train_throughput.py [--peer-python /tmp/lf-venv
 import argparse
 import json
 import os
-import subprocess
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from peers import peer_python
 
 DATA_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "llama_factory" / "alpaca_en_demo.json"

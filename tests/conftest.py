@@ -4,7 +4,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from tiny_models import build_model, build_tokenizer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub

@@ -2,7 +2,6 @@
 
 import httpx
 import pytest
-
 from api_helpers import MODEL_NAME, QUESTION, client, load_chat_model, serve
 
 GREEDY = {"temperature": 0, "max_tokens": 24}

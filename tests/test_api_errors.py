@@ -7,7 +7,6 @@ import sys
 import httpx
 import openai
 import pytest
-
 from api_helpers import MODEL_NAME, QUESTION, client, load_chat_model, serve, wait_until
 
 URL = "/v1/chat/completions"

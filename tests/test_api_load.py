@@ -7,8 +7,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
-
-from api_helpers import LONG_PROMPT, MODEL_NAME, QUESTION, client, load_chat_model, serve, wait_until
+from api_helpers import (
+    LONG_PROMPT,
+    MODEL_NAME,
+    QUESTION,
+    client,
+    load_chat_model,
+    serve,
+    wait_until,
+)
 
 LONG = 400  # tokens; LONG_PROMPT runs this long greedily (checked by long_request_runs_to_length)
 PROMPTS = [QUESTION, [{"role": "user", "content": "Hi"}], LONG_PROMPT, [{"role": "user", "content": "你好"}]]

@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from glmtune.cli import main
+from glmtune.cli import COMMANDS, asks_for_quantization, main
 
 
 def run_python(code: str) -> str:
@@ -17,6 +17,29 @@ def test_help_imports_nothing_heavy():
     )
     assert "commands:" in out and "chat" in out
     assert out.strip().endswith("[]")
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_command_help_imports_no_framework(command):
+    """`glmtune COMMAND --help` answers from settings classes or an argparse parser, before the command's module."""
+    out = run_python(
+        "import sys; from glmtune.cli import main\n"
+        f"try:\n    status = main([{command!r}, '--help'])\n"
+        "except SystemExit as exit:\n    status = exit.code\n"
+        "print('status', status, sorted(m for m in ('torch', 'transformers', 'gradio') if m in sys.modules))"
+    )
+    assert f"usage: glmtune {command}" in out
+    assert out.strip().endswith("status 0 []")
+
+
+def test_quantization_is_read_from_flags_settings_and_config_files(tmp_path):
+    config = tmp_path / "qlora.yaml"
+    config.write_text("quantization_bit: 4\n")
+    assert asks_for_quantization("train", ["--quantization_bit", "4"])
+    assert asks_for_quantization("chat", ["quantization_bit=8"])
+    assert asks_for_quantization("train", [str(config), "--max_steps", "1"])
+    assert not asks_for_quantization("train", ["--finetuning_type", "lora"])
+    assert not asks_for_quantization("data", ["inspect", "identity"])  # not settings: the command reads it
 
 
 def test_unknown_command_is_rejected(capsys):
@@ -33,7 +56,7 @@ def test_env_lists_versions_and_default_model_dir(capsys, tmp_path, monkeypatch)
     monkeypatch.setenv("GLMTUNE_HOME", str(tmp_path))
     assert main(["env"]) == 0
     out = capsys.readouterr().out
-    for name in ("python", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "device"):
+    for name in ("python", "torch", "transformers", "peft", "datasets", "accelerate", "device"):
         assert f"- {name}: " in out
     assert str(tmp_path / "models") in out
 

@@ -6,8 +6,8 @@ import pytest
 from datasets import Dataset
 from transformers import AutoTokenizer
 
-from glmtune.data.cache import cache_key, cache_root, cached_preprocess, dataset_digest
-from glmtune.data.preprocess import preprocess_dataset
+from glmtune.data.cache import cache_key, cache_root, cached_encode, dataset_digest
+from glmtune.data.shapes import encode_dataset
 from glmtune.data.templates import get_template
 from glmtune.hparams.data_args import DataArguments
 
@@ -44,16 +44,16 @@ def mark(entry: Path) -> None:
 
 
 def run(dataset: Dataset, tokenizer, **args) -> tuple[Dataset, object]:
-    return cached_preprocess(dataset, "sft", get_template("qwen"), tokenizer, DataArguments(cutoff_len=32, **args))
+    return cached_encode(dataset, "supervised", get_template("qwen"), tokenizer, DataArguments(cutoff_len=32, **args))
 
 
 def test_a_hit_returns_the_same_data_and_report_without_rebuilding(tokenizer, home):
     dataset = Dataset.from_list(rows())
     args = DataArguments(cutoff_len=32)
-    fresh, fresh_report = preprocess_dataset(dataset, "sft", get_template("qwen"), tokenizer, args)
+    fresh, fresh_report = encode_dataset(dataset, "supervised", get_template("qwen"), tokenizer, args)
     first, first_report = run(dataset, tokenizer)
     (entry,) = entries()
-    assert entry.parent == home / "cache" / "preprocessed" and entry.name.startswith("sft-")
+    assert entry.parent == home / "cache" / "preprocessed" and entry.name.startswith("supervised-")
     mark(entry)
     second, second_report = run(Dataset.from_list(rows()), tokenizer)
     assert (entry / MARKER).exists(), "a hit must not rewrite the entry"
@@ -85,21 +85,21 @@ def test_a_changed_input_misses_the_cache(tokenizer):
 def test_every_output_argument_is_part_of_the_key(tokenizer, change):
     dataset = Dataset.from_list(rows())
     template = get_template("qwen")
-    base = cache_key(dataset, "sft", template, tokenizer, DataArguments())
-    assert cache_key(dataset, "sft", template, tokenizer, DataArguments(**change)) != base
-    assert cache_key(dataset, "sft", template, tokenizer, DataArguments(preprocessing_num_workers=2)) == base
+    base = cache_key(dataset, "supervised", template, tokenizer, DataArguments())
+    assert cache_key(dataset, "supervised", template, tokenizer, DataArguments(**change)) != base
+    assert cache_key(dataset, "supervised", template, tokenizer, DataArguments(preprocessing_num_workers=2)) == base
 
 
-def test_template_tokenizer_and_stage_are_part_of_the_key(tiny_tokenizer_dir, tokenizer):
+def test_template_tokenizer_and_data_shape_are_part_of_the_key(tiny_tokenizer_dir, tokenizer):
     dataset = Dataset.from_list(rows())
-    base = cache_key(dataset, "sft", get_template("qwen"), tokenizer, DataArguments())
-    assert cache_key(dataset, "sft", get_template("smollm2"), tokenizer, DataArguments()) != base
-    assert cache_key(dataset, "ppo", get_template("qwen"), tokenizer, DataArguments()) != base
+    base = cache_key(dataset, "supervised", get_template("qwen"), tokenizer, DataArguments())
+    assert cache_key(dataset, "supervised", get_template("smollm2"), tokenizer, DataArguments()) != base
+    assert cache_key(dataset, "text", get_template("qwen"), tokenizer, DataArguments()) != base
     changed = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
     changed.add_tokens(["Paris"])
-    assert cache_key(dataset, "sft", get_template("qwen"), changed, DataArguments()) != base
+    assert cache_key(dataset, "supervised", get_template("qwen"), changed, DataArguments()) != base
     same = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
-    assert cache_key(dataset, "sft", get_template("qwen"), same, DataArguments()) == base
+    assert cache_key(dataset, "supervised", get_template("qwen"), same, DataArguments()) == base
 
 
 def test_the_content_hash_follows_rows_not_storage(tmp_path):
@@ -123,7 +123,7 @@ def test_overwrite_cache_rebuilds_the_entry(tokenizer):
 
 def test_an_unfinished_staging_folder_is_never_read(tokenizer):
     dataset = Dataset.from_list(rows())
-    key = cache_key(dataset, "sft", get_template("qwen"), tokenizer, DataArguments(cutoff_len=32))
+    key = cache_key(dataset, "supervised", get_template("qwen"), tokenizer, DataArguments(cutoff_len=32))
     staging = cache_root() / f".{key}.interrupted"
     staging.mkdir(parents=True)
     (staging / "report.json").write_text("{not json")

@@ -5,12 +5,12 @@ import pytest
 from glmtune.data.converters import (
     RowFormat,
     convert,
-    fill_identity,
     from_alpaca,
     from_sharegpt,
     from_text,
     sniff_format,
 )
+from glmtune.data.identity import fill_identity
 from glmtune.data.readers import BadRow
 from glmtune.data.schema import Example, RowError
 
@@ -213,13 +213,13 @@ def test_text_for_pretraining():
     assert bad(from_text, {"text": " "}, WHERE).reason == "empty text"
 
 
-def test_convert_dispatches_by_stage():
+def test_convert_dispatches_by_target():
     row = {"instruction": "Q", "output": "A", "text": "raw"}
-    assert convert(row, WHERE, RowFormat(), "sft")["messages"] == [user("Q"), assistant("A")]
-    assert convert(row, WHERE, RowFormat(), "ppo")["messages"] == [user("Q")]
-    assert convert(row, WHERE, RowFormat(), "pt")["text"] == "raw"
+    assert convert(row, WHERE, RowFormat(), "response")["messages"] == [user("Q"), assistant("A")]
+    assert convert(row, WHERE, RowFormat(), "prompt")["messages"] == [user("Q")]
+    assert convert(row, WHERE, RowFormat(), "text")["text"] == "raw"
     sharegpt = {"conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]}
-    assert convert(sharegpt, WHERE, SHAREGPT, "ppo")["messages"] == [user("Q")]
+    assert convert(sharegpt, WHERE, SHAREGPT, "prompt")["messages"] == [user("Q")]
 
 
 def test_identity_placeholders_of_both_projects_are_filled():

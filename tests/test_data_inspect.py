@@ -177,17 +177,6 @@ def test_multi_turn_data_marks_every_assistant_turn_and_prints_stats(capsys, tin
     assert "4 rows read" in out
 
 
-def test_pairwise_data_shows_chosen_and_rejected(capsys, tiny_llama_dir):
-    code, out, _ = run_inspect(capsys, "preference", "--stage", "rm", "--model", str(tiny_llama_dir), "-n", "1")
-    assert code == 0
-    headers = [header for header, _, _ in samples(out)]
-    assert any("chosen" in header for header in headers) and any("rejected" in header for header in headers)
-    first = json.loads((Path(__file__).parents[1] / "src/glmtune/resources/preference.json").read_text())[0]
-    marked = [MARKED.findall(text) for _, text, _ in samples(out)]
-    assert any(first["chosen"] in "".join(found) for found in marked)
-    assert any(first["rejected"] in "".join(found) for found in marked)
-
-
 def test_statistics_cover_every_sample(capsys, tiny_llama_dir):
     code, out, _ = run_inspect(capsys, "math_4op", "--model", str(tiny_llama_dir), "--generator_args", "{size: 30, seed: 1}")
     assert code == 0

@@ -8,7 +8,9 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from glmtune.data.collators import SupervisedCollator
-from glmtune.data.preprocess import IGNORE_INDEX, best_fit_decreasing, preprocess_dataset
+from glmtune.data.packing import best_fit_decreasing
+from glmtune.data.schema import IGNORE_INDEX
+from glmtune.data.shapes import encode_dataset
 from glmtune.data.templates import get_template
 from glmtune.hparams.data_args import DataArguments
 
@@ -39,7 +41,7 @@ def tokenizer(tiny_tokenizer_dir):
 
 
 def preprocess(tokenizer, **args) -> tuple[Dataset, object]:
-    return preprocess_dataset(Dataset.from_list(rows()), "sft", get_template("qwen"), tokenizer, DataArguments(**args))
+    return encode_dataset(Dataset.from_list(rows()), "supervised", get_template("qwen"), tokenizer, DataArguments(**args))
 
 
 def test_best_fit_decreasing_places_every_sample_once_within_capacity():
@@ -49,6 +51,8 @@ def test_best_fit_decreasing_places_every_sample_once_within_capacity():
     assert sorted(index for members in bins for index in members) == list(range(200))
     assert all(sum(lengths[index] for index in members) <= 64 for members in bins)
     assert len(bins) <= -(-sum(lengths) // 64) + 10  # close to the lower bound, not one bin per sample
+    alone = best_fit_decreasing([10, 3, 70, 2], 64)
+    assert [2] in alone and len(alone) == 2  # longer than the capacity: a bin of its own; the rest share one
 
 
 def test_packed_rows_hold_whole_samples_with_restarting_positions(tokenizer):

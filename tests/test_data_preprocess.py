@@ -1,4 +1,4 @@
-"""Examples -> input_ids and labels: exact loss masks, truncation and skips counted, every stage's columns."""
+"""Examples -> input_ids and labels: exact loss masks, truncation and skips counted, every data shape's columns."""
 
 from typing import Any
 
@@ -6,9 +6,11 @@ import pytest
 from datasets import Dataset
 from transformers import AutoTokenizer
 
-from glmtune.data.collators import PairwiseCollator, SupervisedCollator
-from glmtune.data.preprocess import IGNORE_INDEX, encode_supervised, preprocess_dataset, split_budget
+from glmtune.data.collators import SupervisedCollator
+from glmtune.data.schema import IGNORE_INDEX
+from glmtune.data.shapes import SHAPES, encode_dataset
 from glmtune.data.templates import encode_turns, get_template
+from glmtune.data.truncation import split_budget
 from glmtune.errors import ConfigError
 from glmtune.hparams.data_args import DataArguments
 
@@ -56,7 +58,7 @@ def qwen():
 
 
 def sft(rows: list[dict[str, Any]], tokenizer: Any, template: Any, **args: Any) -> tuple[Dataset, Any]:
-    return preprocess_dataset(Dataset.from_list(rows), "sft", template, tokenizer, DataArguments(**args))
+    return encode_dataset(Dataset.from_list(rows), "supervised", template, tokenizer, DataArguments(**args))
 
 
 def expected_labels(turns: list[tuple[list[int], list[int]]], learn: list[tuple[bool, bool]]) -> list[int]:
@@ -198,14 +200,9 @@ def test_a_row_without_source_is_located_by_index(tokenizer, qwen):
     assert report.examples["empty conversation"] == ["row 1"]
 
 
-def test_encode_supervised_is_usable_on_its_own(tokenizer, qwen):
-    input_ids, labels = encode_supervised(qwen, tokenizer, example(CONVERSATION[:2]), DataArguments())
-    assert len(input_ids) == len(labels) and labels[-1] == input_ids[-1]
-
-
-def test_unknown_stage_lists_the_known_ones(tokenizer, qwen):
-    with pytest.raises(ConfigError, match="known: pt, sft, rm, dpo"):
-        preprocess_dataset(Dataset.from_list([example(CONVERSATION)]), "sfx", qwen, tokenizer, DataArguments())
+def test_unknown_data_shape_lists_the_known_ones(tokenizer, qwen):
+    with pytest.raises(ConfigError, match=f"known: {', '.join(SHAPES)}"):
+        encode_dataset(Dataset.from_list([example(CONVERSATION)]), "sfx", qwen, tokenizer, DataArguments())
 
 
 def test_workers_give_the_same_result_as_one_process(tokenizer, qwen):
@@ -217,76 +214,10 @@ def test_workers_give_the_same_result_as_one_process(tokenizer, qwen):
     assert report_one == report_two and report_one.truncated > 0 and report_one.kept == 11
 
 
-def pairwise_rows() -> list[dict[str, Any]]:
-    return [
-        example(
-            CONVERSATION[:3],
-            chosen=assistant("The capital of France is Paris."),
-            rejected=assistant("No."),
-            source="pairs.jsonl:1",
-        ),
-        example([user("Hi")], chosen=assistant("Hello!"), rejected=None, source="pairs.jsonl:2"),
-    ]
-
-
-@pytest.mark.parametrize("stage", ["rm", "dpo"])
-def test_pairwise_samples_share_the_prompt_and_learn_only_the_answers(tokenizer, qwen, stage):
-    dataset, report = preprocess_dataset(Dataset.from_list(pairwise_rows()), stage, qwen, tokenizer, DataArguments())
-    assert dataset.column_names == [
-        "chosen_input_ids",
-        "chosen_labels",
-        "rejected_input_ids",
-        "rejected_labels",
-        "length",
-    ]
-    assert report.skipped == {"no chosen/rejected pair": 1} and report.examples["no chosen/rejected pair"] == [
-        "pairs.jsonl:2"
-    ]
-    row = dataset[0]
-    chosen_turns = encode_turns(qwen, tokenizer, CONVERSATION[:4], None)
-    prompt = [token for turn in chosen_turns[:-1] for token in turn[0] + turn[1]] + chosen_turns[-1][0]
-    chosen = chosen_turns[-1][1]
-    rejected = tokenizer.encode("No.<|im_end|>\n", add_special_tokens=False)
-    assert row["chosen_input_ids"] == prompt + chosen
-    assert row["rejected_input_ids"] == prompt + rejected
-    assert row["chosen_labels"] == [IGNORE_INDEX] * len(prompt) + chosen
-    assert row["rejected_labels"] == [IGNORE_INDEX] * len(prompt) + rejected
-    assert row["length"] == len(prompt) + len(chosen)
-
-
-def test_pairwise_truncation_keeps_both_answers_after_the_same_prompt(tokenizer, qwen):
-    dataset, report = preprocess_dataset(
-        Dataset.from_list(pairwise_rows()[:1]), "dpo", qwen, tokenizer, DataArguments(cutoff_len=30)
-    )
-    row = dataset[0]
-    assert report.truncated == 1
-    assert len(row["chosen_input_ids"]) == 30 and len(row["rejected_input_ids"]) <= 30
-    prompt_length = row["chosen_labels"].count(IGNORE_INDEX)
-    assert row["rejected_labels"].count(IGNORE_INDEX) == prompt_length
-    assert row["chosen_input_ids"][:prompt_length] == row["rejected_input_ids"][:prompt_length]
-
-
-def test_kto_rows_keep_their_tag_and_learn_the_last_answer(tokenizer, qwen):
-    rows = [example(CONVERSATION[:2], kto_tag=tag) for tag in (True, False, None)]
-    dataset, report = preprocess_dataset(Dataset.from_list(rows), "kto", qwen, tokenizer, DataArguments())
-    assert dataset["kto_tag"] == [True, False] and report.skipped == {"no kto_tag": 1}
-    answer = encode_turns(qwen, tokenizer, CONVERSATION[:2], None)[0][1]
-    assert [label for label in dataset[0]["labels"] if label != IGNORE_INDEX] == answer
-
-
-def test_ppo_queries_end_on_the_assistant_header(tokenizer, qwen):
-    rows = [example(CONVERSATION[:3]), example(CONVERSATION[:2])]
-    dataset, _ = preprocess_dataset(Dataset.from_list(rows), "ppo", qwen, tokenizer, DataArguments())
-    assert dataset.column_names == ["input_ids", "length"]
-    texts = [tokenizer.decode(ids) for ids in dataset["input_ids"]]
-    assert all(text.endswith("<|im_start|>assistant\n") for text in texts)
-    assert "Paris" not in texts[0] and "Hello!" not in texts[1]
-
-
 def test_pretraining_text_is_joined_with_eos_and_cut_into_blocks(tokenizer):
     texts = ["The capital of France is Paris.", "", "法国的首都是巴黎。" * 3, "1 + 2 = 3."]
     rows = [example([], text=text, source=f"corpus.txt:{index + 1}") for index, text in enumerate(texts)]
-    dataset, report = preprocess_dataset(Dataset.from_list(rows), "pt", None, tokenizer, DataArguments(cutoff_len=16))
+    dataset, report = encode_dataset(Dataset.from_list(rows), "text", None, tokenizer, DataArguments(cutoff_len=16))
     stream = []
     for text in texts:
         if text:
@@ -307,15 +238,3 @@ def test_supervised_collator_pads_on_the_right_with_ignored_labels(tokenizer):
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert set(batch) == {"input_ids", "labels", "attention_mask"}
     assert SupervisedCollator(tokenizer, pad_to_multiple_of=8)(features)["input_ids"].shape == (2, 8)
-
-
-def test_pairwise_collator_puts_chosen_rows_before_rejected_rows(tokenizer, qwen):
-    dataset, _ = preprocess_dataset(Dataset.from_list(pairwise_rows()[:1] * 2), "rm", qwen, tokenizer, DataArguments())
-    batch = PairwiseCollator(tokenizer)(list(dataset))
-    row = dataset[0]
-    assert batch["input_ids"].shape == (4, len(row["chosen_input_ids"]))
-    assert batch["input_ids"][0].tolist() == row["chosen_input_ids"]
-    rejected = len(row["rejected_input_ids"])
-    assert batch["input_ids"][2, :rejected].tolist() == row["rejected_input_ids"]
-    assert batch["labels"][2, rejected:].eq(IGNORE_INDEX).all()
-    assert batch["attention_mask"][2].sum() == rejected

@@ -6,8 +6,9 @@ import sys
 import pytest
 
 from glmtune.chat.chat_model import ChatModel
+from glmtune.default_model import default_model_dir
 from glmtune.hparams import DataArguments, GeneratingArguments, ModelArguments
-from glmtune.model.default_model import default_model_dir, is_complete
+from glmtune.paths import is_complete
 
 pytestmark = pytest.mark.slow
 

@@ -6,12 +6,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from train_helpers import subprocess_env
 
 from glmtune.chat.chat_model import ChatModel
 from glmtune.cli import main as cli_main
 from glmtune.eval.predict import generate_predictions
 from glmtune.hparams import DataArguments, GeneratingArguments, ModelArguments
-from train_helpers import subprocess_env
 
 ROWS = [
     {"instruction": "What is the capital of France?", "input": "", "output": "The capital of France is Paris."},

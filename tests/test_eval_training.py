@@ -4,10 +4,15 @@ import json
 from pathlib import Path
 
 import pytest
+from train_helpers import (
+    read_metrics,
+    run_train,
+    train_argv,
+    train_env,  # noqa: F401  (fixture)
+    write_sft_data,
+)
 
 from glmtune.cli import main as cli_main
-from train_helpers import read_metrics, run_train, train_argv, write_sft_data
-from train_helpers import train_env  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("train_env")
 EVAL_EVERY_2_STEPS = ("--val_size", "4", "--eval_strategy", "steps", "--eval_steps", "2", "--per_device_eval_batch_size", "2")

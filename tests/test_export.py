@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import pytest
+from tiny_models import make_lora_adapter
 from transformers import AutoModelForCausalLM
 
 from glmtune.chat.chat_model import ChatModel
@@ -9,7 +10,6 @@ from glmtune.errors import ConfigError
 from glmtune.hparams import DataArguments, GeneratingArguments, ModelArguments
 from glmtune.hparams.export_args import ExportArguments
 from glmtune.model.export import export_model
-from tiny_models import make_lora_adapter
 
 QUESTIONS = [[{"role": "user", "content": "What is the capital of France?"}], [{"role": "user", "content": "你好"}]]
 

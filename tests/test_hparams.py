@@ -2,8 +2,7 @@ import pytest
 import yaml
 
 from glmtune.errors import ConfigError
-from glmtune.hparams.entry import get_infer_args, get_train_args
-from glmtune.hparams.entry import train_settings_yaml as settings_to_yaml
+from glmtune.hparams.entry import get_infer_args, get_train_args, train_settings_yaml
 
 
 def write_yaml(tmp_path, settings):
@@ -16,7 +15,7 @@ def test_yaml_then_key_value_then_flags(tmp_path):
     config = write_yaml(tmp_path, {"lora_rank": 4, "learning_rate": 1e-4, "dataset": ["a", "b"], "output_dir": "o"})
     model, data, training, finetuning, _ = get_train_args(
         [config, "lora_rank=16", "template=qwen", "--lora_rank", "32", "--do_train"]
-    )
+    ).all()
     assert finetuning.lora_rank == 32  # flag beats key=value beats YAML
     assert data.template == "qwen"
     assert data.dataset == "a,b"  # YAML lists join into comma-separated names
@@ -27,7 +26,7 @@ def test_yaml_then_key_value_then_flags(tmp_path):
 def test_key_value_strings_take_field_types(tmp_path):
     _, data, training, finetuning, generating = get_train_args(
         ["output_dir=o", "dataset=d", "lora_dropout=0.1", "max_samples=7", "plot_loss=true", "max_new_tokens=9"]
-    )
+    ).all()
     assert finetuning.lora_dropout == pytest.approx(0.1)
     assert data.max_samples == 7
     assert finetuning.plot_loss is True
@@ -43,7 +42,7 @@ def test_chatglm_efficient_tuning_command_line_is_accepted():
         "--logging_steps 10 --save_steps 1000 --learning_rate 5e-5 --num_train_epochs 3.0 "
         "--plot_loss --use_v2 --checkpoint_dir ckpt1,ckpt2 --dev_ratio 0.01 --source_prefix hi "
         "--max_source_length 256 --max_target_length 128".split()
-    )
+    ).all()
     assert model.model_name_or_path == "path_to_model"
     assert model.adapter_name_or_path == "ckpt1,ckpt2"
     assert data.val_size == pytest.approx(0.01)
@@ -77,7 +76,7 @@ def test_literal_values_from_yaml_are_checked(tmp_path):
         (["--quantization_bit", "3"], "use 4 or 8"),
         (["--finetuning_type", "freeze", "--adapter_name_or_path", "a"], "merge them first"),
         (["--finetuning_type", "p_tuning", "--adapter_name_or_path", "a,b"], "single adapter"),
-        (["--stage", "ppo"], "stage=ppo needs reward_model"),
+        (["--stage", "ppo"], "argument --stage: invalid choice: 'ppo'"),
         (["--fp16", "--bf16"], "choose one|bf16"),
         (["--dataset", ""], "do_train needs dataset"),
         (["--lora_rank", "0"], "lora_rank=0"),
@@ -101,11 +100,11 @@ def test_all_problems_are_reported_together():
 def test_resolved_config_round_trips_through_yaml(tmp_path):
     first = get_train_args(["--output_dir", "o", "--lora_rank", "4", "--learning_rate", "3e-4", "--dataset", "x,y"])
     path = tmp_path / "resolved.yaml"
-    path.write_text(settings_to_yaml(*first), encoding="utf-8")
+    path.write_text(train_settings_yaml(first), encoding="utf-8")
     saved = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert saved["lora_rank"] == 4 and saved["learning_rate"] == pytest.approx(3e-4) and saved["output_dir"] == "o"
     second = get_train_args([str(path)])
-    assert settings_to_yaml(*second) == settings_to_yaml(*first)
+    assert train_settings_yaml(second) == train_settings_yaml(first)
 
 
 def test_bad_yaml_names_the_file(tmp_path):

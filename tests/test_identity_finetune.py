@@ -2,7 +2,14 @@
 
 import pytest
 
-from glmtune.demo import NAME, OUTPUT_DIR, TRAIN_ARGS, ask_all, held_out_probes, load_chat_model
+from glmtune.demo import (
+    NAME,
+    OUTPUT_DIR,
+    TRAIN_ARGS,
+    ask_all,
+    held_out_probes,
+    load_chat_model,
+)
 from glmtune.train.runner import main as train
 
 pytestmark = pytest.mark.slow

@@ -1,10 +1,12 @@
 import pytest
 import torch
+from tiny_models import make_lora_adapter
 
+from glmtune.data.tokenizer import load_tokenizer
 from glmtune.errors import ModelNotFoundError
 from glmtune.hparams import ModelArguments
-from glmtune.model.loader import load_model, load_tokenizer, pick_dtype, resolve_model_source
-from tiny_models import make_lora_adapter
+from glmtune.model.loader import load_model, pick_dtype
+from glmtune.model_source import resolve_model_source
 
 
 def logits_of(model, ids):

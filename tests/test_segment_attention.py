@@ -7,7 +7,11 @@ import torch
 from transformers import AutoModelForCausalLM
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from glmtune.model.segment_attention import SEGMENT_ATTENTION, segment_attention_forward, use_segment_attention
+from glmtune.model.segment_attention import (
+    SEGMENT_ATTENTION,
+    segment_attention_forward,
+    use_segment_attention,
+)
 from glmtune.train.micro_batches import sample_boundaries
 
 

@@ -3,7 +3,6 @@
 import pytest
 from transformers import AutoTokenizer
 
-from glmtune.data import schema, templates
 from glmtune.data.templates import encode_prompt, encode_turns, get_template
 from glmtune.errors import ConfigError
 
@@ -51,7 +50,3 @@ def test_broken_role_order_is_reported_with_its_index(tokenizer):
 def test_unknown_template_suggests_close_names():
     with pytest.raises(ConfigError, match="did you mean qwen"):
         get_template("qwne")
-
-
-def test_messages_have_one_schema():
-    assert templates.Message is schema.Message

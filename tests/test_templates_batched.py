@@ -6,8 +6,14 @@ import pytest
 from datasets import Dataset
 from transformers import AutoTokenizer
 
-from glmtune.data.preprocess import preprocess_dataset
-from glmtune.data.templates import TEMPLATES, TOKEN, Template, encode_pieces, encode_turns
+from glmtune.data.shapes import encode_dataset
+from glmtune.data.templates import (
+    TEMPLATES,
+    TOKEN,
+    Template,
+    encode_pieces,
+    encode_turns,
+)
 from glmtune.hparams.data_args import DataArguments
 
 TOOLS = '[{"name": "get_weather", "description": "Current weather", "parameters": {"type": "object"}}]'
@@ -76,25 +82,14 @@ def row(messages: list[dict[str, str]], **fields: Any) -> dict[str, Any]:
     return {**empty, "messages": messages, **fields}
 
 
-@pytest.mark.parametrize("stage", ["sft", "rm", "kto", "ppo"])
-def test_a_row_encodes_the_same_in_a_batch_with_skipped_rows_as_alone(tokenizer, stage):
+def test_a_row_encodes_the_same_in_a_batch_with_skipped_rows_as_alone(tokenizer):
     """Skipped rows lay out no conversation, so the rows after them must still get their own ids."""
     conversations = [(CONVERSATIONS[0][0], None), (CONVERSATIONS[1][0], None), TOOL_CONVERSATION]
-    rejected = {"role": "assistant", "content": "No."}
-    good = [
-        row(
-            messages[:-1] if stage == "rm" else messages,
-            tools=tools,
-            chosen=messages[-1],
-            rejected=rejected,
-            kto_tag=True,
-        )
-        for messages, tools in conversations
-    ]
+    good = [row(messages, tools=tools) for messages, tools in conversations]
     bad = row([{"role": "assistant", "content": "out of order"}, {"role": "assistant", "content": "x"}])
     template, data_args = TEMPLATES["qwen"], DataArguments(cutoff_len=40)
     rows = Dataset.from_list([bad, good[0], bad, good[1], good[2]])
-    batched, report = preprocess_dataset(rows, stage, template, tokenizer, data_args)
-    alone = [preprocess_dataset(Dataset.from_list([one]), stage, template, tokenizer, data_args)[0][0] for one in good]
+    batched, report = encode_dataset(rows, "supervised", template, tokenizer, data_args)
+    alone = [encode_dataset(Dataset.from_list([one]), "supervised", template, tokenizer, data_args)[0][0] for one in good]
     assert batched.to_list() == alone
     assert report.kept == 3 and sum(report.skipped.values()) == 2 and report.truncated > 0

@@ -9,13 +9,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import make_lora_adapter
+from train_helpers import (
+    adapter_weights,
+    run_train,
+    step_losses,
+    train_argv,
+    train_env,  # noqa: F401  (fixture)
+    write_sft_data,
+)
 
 from glmtune.hparams import ModelArguments
 from glmtune.hparams.export_args import ExportArguments
 from glmtune.model.export import export_model
-from tiny_models import make_lora_adapter
-from train_helpers import adapter_weights, run_train, step_losses, train_argv, write_sft_data
-from train_helpers import train_env  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("train_env")
 

@@ -5,9 +5,13 @@ from typing import Any
 
 import pytest
 import transformers.modeling_utils
-
-from train_helpers import run_train, step_losses, train_argv, write_sft_data
-from train_helpers import train_env  # noqa: F401  (fixture)
+from train_helpers import (
+    run_train,
+    step_losses,
+    train_argv,
+    train_env,  # noqa: F401  (fixture)
+    write_sft_data,
+)
 
 pytestmark = pytest.mark.usefixtures("train_env")
 

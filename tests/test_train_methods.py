@@ -12,13 +12,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_helpers import (
+    base_logits,
+    run_train,
+    step_losses,
+    train_argv,
+    train_env,  # noqa: F401  (fixture)
+    write_pt_data,
+    write_sft_data,
+)
 from transformers import AutoTokenizer
 
 from glmtune.chat.chat_model import ChatModel
 from glmtune.hparams import DataArguments, GeneratingArguments, ModelArguments
-from glmtune.hparams.entry import LEARNING_RATES, TRAINING_DEFAULTS, get_infer_args, get_train_args
-from train_helpers import base_logits, run_train, step_losses, train_argv, write_pt_data, write_sft_data
-from train_helpers import train_env  # noqa: F401  (fixture)
+from glmtune.hparams.entry import TRAINING_DEFAULTS, get_infer_args, get_train_args
+from glmtune.methods import METHODS
 
 pytestmark = pytest.mark.usefixtures("train_env")
 
@@ -133,13 +141,13 @@ def method_argv(tmp_path: Path, method: str, where: str, learning_rate: str | No
 @pytest.mark.parametrize("where", ["flag", "key_value", "yaml"])
 @pytest.mark.parametrize("method", list(METHOD_FLAGS))
 def test_learning_rate_defaults_to_the_methods_own(method: str, where: str, tmp_path: Path) -> None:
-    training_args = get_train_args(method_argv(tmp_path, method, where))[2]
-    assert training_args.learning_rate == LEARNING_RATES[method]
+    training_args = get_train_args(method_argv(tmp_path, method, where)).training
+    assert training_args.learning_rate == METHODS[method].learning_rate
 
 
 def test_without_a_method_the_lora_defaults_apply(tmp_path: Path) -> None:
-    training_args = get_train_args(["--dataset", "d", "--output_dir", str(tmp_path / "o")])[2]
-    assert training_args.learning_rate == LEARNING_RATES["lora"]
+    training_args = get_train_args(["--dataset", "d", "--output_dir", str(tmp_path / "o")]).training
+    assert training_args.learning_rate == METHODS["lora"].learning_rate
     assert training_args.per_device_train_batch_size == TRAINING_DEFAULTS["per_device_train_batch_size"]
 
 
@@ -147,10 +155,10 @@ def test_without_a_method_the_lora_defaults_apply(tmp_path: Path) -> None:
 @pytest.mark.parametrize("method", ["full", "p_tuning"])
 def test_a_given_learning_rate_wins_over_the_methods(method: str, lr_where: str, tmp_path: Path) -> None:
     argv = method_argv(tmp_path, method, "flag", learning_rate="3e-3", lr_where=lr_where)
-    assert get_train_args(argv)[2].learning_rate == pytest.approx(3e-3)
+    assert get_train_args(argv).training.learning_rate == pytest.approx(3e-3)
 
 
 def test_memory_is_pinned_only_where_a_gpu_can_use_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     argv = ["--dataset", "d", "--output_dir", str(tmp_path / "o")]
-    assert get_train_args(argv)[2].dataloader_pin_memory is torch.cuda.is_available()
-    assert get_train_args([*argv, "--dataloader_pin_memory", "true"])[2].dataloader_pin_memory is True
+    assert get_train_args(argv).training.dataloader_pin_memory is torch.cuda.is_available()
+    assert get_train_args([*argv, "--dataloader_pin_memory", "true"]).training.dataloader_pin_memory is True

@@ -5,24 +5,29 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from train_helpers import (
+    run_train,
+    step_losses,
+    train_argv,
+    train_env,  # noqa: F401  (fixture)
+    write_sft_data,
+)
 
+from glmtune.data.schema import IGNORE_INDEX
 from glmtune.errors import ConfigError
 from glmtune.hparams import FinetuningArguments, ModelArguments
 from glmtune.hparams.validation import check_micro_batches
+from glmtune.model import segment_attention
 from glmtune.model.finetuning import prepare_for_training
 from glmtune.model.loader import load_model
-from glmtune.model import segment_attention
 from glmtune.model.segment_attention import SEGMENT_ATTENTION, use_segment_attention
 from glmtune.train import micro_batches
-from glmtune.train.loss import IGNORE_INDEX, selective_causal_lm_loss
+from glmtune.train.loss import selective_causal_lm_loss
 from glmtune.train.micro_batches import (
-    first_fit_decreasing,
     micro_batch_token_budget,
     split_into_micro_batches,
     supports_packed_rows,
 )
-from train_helpers import run_train, step_losses, train_argv, write_sft_data
-from train_helpers import train_env  # noqa: F401  (fixture)
 
 PAD = 0
 
@@ -45,14 +50,13 @@ def target_count(batch: dict[str, torch.Tensor]) -> int:
     return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
 
 
-def test_groups_stay_within_the_budget_and_hold_every_row_once():
+def test_micro_batches_stay_within_the_budget_and_hold_every_row_once():
     lengths = [10, 3, 7, 2, 9, 30]
-    groups = first_fit_decreasing(lengths, budget=12)
-    assert sorted(row for group in groups for row in group) == list(range(len(lengths)))
-    assert [5] in groups  # longer than the budget: alone
-    for group in groups:
-        assert len(group) == 1 or sum(lengths[row] for row in group) <= 12
-    assert len(groups) < len(lengths)  # short rows share a micro-batch
+    parts = split_into_micro_batches(padded_batch(lengths), token_budget=12, pack=True)
+    assert sum(part["input_ids"].shape[1] for part in parts) == sum(lengths)
+    assert any(part["input_ids"].shape[1] == 30 for part in parts)  # longer than the budget: alone
+    assert all(part["input_ids"].shape[1] <= 12 for part in parts if part["input_ids"].shape[1] != 30)
+    assert len(parts) < len(lengths)  # short rows share a micro-batch
 
 
 def test_joined_rows_restart_positions_and_no_row_predicts_the_next():
@@ -60,10 +64,10 @@ def test_joined_rows_restart_positions_and_no_row_predicts_the_next():
     (joined,) = split_into_micro_batches(batch, token_budget=19, pack=True)
     assert "attention_mask" not in joined  # transformers reads the boundaries from the positions
     assert joined["input_ids"].shape == (1, 19) and PAD not in joined["input_ids"]
-    assert joined["position_ids"][0].tolist() == list(range(9)) + list(range(6)) + list(range(4))
-    assert joined["cu_seq_lens_q"].tolist() == [0, 9, 15, 19] and joined["max_length_q"] == 9  # for per-sample attention
+    assert joined["position_ids"][0].tolist() == list(range(6)) + list(range(4)) + list(range(9))
+    assert joined["cu_seq_lens_q"].tolist() == [0, 6, 10, 19] and joined["max_length_q"] == 9  # for per-sample attention
     labels = joined["labels"][0]
-    assert labels[9].item() == labels[15].item() == IGNORE_INDEX  # each later row's first token
+    assert labels[6].item() == labels[10].item() == IGNORE_INDEX  # each later row's first token
     assert int((labels[1:] != IGNORE_INDEX).sum()) == target_count(batch)
 
 

@@ -6,13 +6,19 @@ import re
 from pathlib import Path
 
 import pytest
+from train_helpers import (
+    read_metrics,
+    run_train,
+    train_argv,
+    train_env,  # noqa: F401  (fixture)
+    write_sft_data,
+)
 from transformers import AutoTokenizer
 
 from glmtune.data.pipeline import build_tokenized_data
 from glmtune.data.templates import get_template
 from glmtune.hparams.entry import get_train_args
-from train_helpers import read_metrics, run_train, train_argv, write_sft_data
-from train_helpers import train_env  # noqa: F401  (fixture)
+from glmtune.stages import STAGES
 
 pytestmark = pytest.mark.usefixtures("train_env")
 
@@ -42,7 +48,7 @@ def test_output_dir_holds_everything_a_run_promises(tiny_llama_dir: Path, tmp_pa
         assert (out / name).is_file(), name
     assert AutoTokenizer.from_pretrained(out).chat_template == AutoTokenizer.from_pretrained(tiny_llama_dir).chat_template
 
-    assert as_comparable(get_train_args([str(out / "train_config.yaml")])) == as_comparable(get_train_args(argv))
+    assert as_comparable(get_train_args([str(out / "train_config.yaml")]).all()) == as_comparable(get_train_args(argv).all())
 
     state = json.loads((out / "trainer_state.json").read_text(encoding="utf-8"))
     assert state["global_step"] == 4
@@ -67,9 +73,9 @@ def test_effective_tokens_count_non_padding_tokens_only(tiny_llama_dir: Path, tm
     argv = train_argv(tiny_llama_dir, write_sft_data(tmp_path, rows=12), tmp_path / "out", "--max_steps", "-1",
                       "--num_train_epochs", "1", "--per_device_train_batch_size", "3")  # fmt: skip
     out = run_train(argv)
-    model_args, data_args, training_args, _, _ = get_train_args(argv)
+    model_args, data_args, training_args, _, _ = get_train_args(argv).all()
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
-    data = build_tokenized_data(data_args, "sft", get_template(data_args.template), tokenizer, training_args.seed)
+    data = build_tokenized_data(data_args, STAGES["sft"], get_template(data_args.template), tokenizer, training_args.seed)
     expected = sum(len(ids) for ids in data.train["input_ids"])
     state = json.loads((out / "trainer_state.json").read_text(encoding="utf-8"))
     assert state["num_input_tokens_seen"] == expected

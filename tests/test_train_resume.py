@@ -1,6 +1,7 @@
 """Exact resume: a run killed with SIGKILL and resumed from its newest complete checkpoint logs the
 same per-step losses as an uninterrupted run; a half-written checkpoint is never used."""
 
+import logging
 import shutil
 import signal
 import subprocess
@@ -8,16 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
-from glmtune.errors import ConfigError
-from glmtune.train.checkpoints import (
-    COMPLETE_MARKER,
-    is_complete,
-    mark_complete,
-    newest_complete_checkpoint,
-    resolve_resume,
-)
-from glmtune.train.runner import main
 from train_helpers import (
     adapter_weights,
     cli_command,
@@ -26,9 +17,14 @@ from train_helpers import (
     step_losses,
     subprocess_env,
     train_argv,
+    train_env,  # noqa: F401  (fixture)
     write_sft_data,
 )
-from train_helpers import train_env  # noqa: F401  (fixture)
+
+from glmtune.errors import ConfigError
+from glmtune.paths import COMPLETE_MARKER, is_complete, mark_complete
+from glmtune.train.checkpoints import newest_complete_checkpoint, resolve_resume
+from glmtune.train.runner import main
 
 STEPS = 24  # six epochs of 16 rows in batches of 2 x 2 accumulated: resuming crosses epoch boundaries
 KILL_AFTER = 6  # kill once a complete checkpoint at this step or later exists
@@ -84,6 +80,7 @@ def test_resume_after_sigkill_repeats_the_uninterrupted_losses(
     records_before = len(read_metrics(run_b))
 
     run_train(train_argv(tiny_llama_dir, dataset, run_a, *RESUME_FLAGS))
+    caplog.set_level(logging.INFO, logger="glmtune")
     run_train(train_argv(tiny_llama_dir, dataset, run_b, *RESUME_FLAGS, "--resume_from_checkpoint", "auto"))
 
     assert f"resuming from {resumed_from}" in caplog.text

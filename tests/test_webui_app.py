@@ -1,12 +1,14 @@
 """The page as a whole: safe launch defaults, labels in two languages, progress parsing, errors as messages."""
 
 import json
+import subprocess
+import sys
 
 import gradio as gr
 import pytest
 
 from glmtune.errors import ConfigError
-from glmtune.webui import app
+from glmtune.webui import app, launch
 from glmtune.webui.i18n import LANGUAGES, TEXTS, Labels, text
 from glmtune.webui.progress import loss_frame, readable, training_progress
 from glmtune.webui.ui_errors import shown_in_page
@@ -22,26 +24,26 @@ def launched(monkeypatch):
 
 def test_defaults_bind_localhost_without_a_share_link(launched, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert app.main([]) == 0
+    assert launch.main([]) == 0
     assert launched["server_name"] == "127.0.0.1" and launched["server_port"] == 7860
     assert launched["share"] is False and launched["auth"] is None
     assert (tmp_path / ".glmtune-webui" / "jobs").is_dir()  # the workspace defaults to the current folder
 
 
 def test_auth_share_and_workspace_are_passed_on(launched, tmp_path):
-    assert app.main(["--workspace", str(tmp_path), "--auth", "ann:s3:cret", "--share", "--port", "7999"]) == 0
+    assert launch.main(["--workspace", str(tmp_path), "--auth", "ann:s3:cret", "--share", "--port", "7999"]) == 0
     assert launched["auth"] == ("ann", "s3:cret") and launched["share"] is True and launched["server_port"] == 7999
 
 
 @pytest.mark.parametrize("value", ["nopassword", ":x", "user:"])
 def test_malformed_auth_is_refused(value):
     with pytest.raises(ConfigError, match="user:password"):
-        app.parse_auth(value)
+        launch.parse_auth(value)
 
 
 def test_a_missing_workspace_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="not a folder"):
-        app.main(["--workspace", str(tmp_path / "missing")])
+        launch.main(["--workspace", str(tmp_path / "missing")])
 
 
 def test_every_label_has_english_and_chinese():
@@ -97,3 +99,17 @@ def test_dataset_lists_are_filled_when_the_page_is_built_not_by_a_load_event(tmp
     assert all("identity" in [value for _, value in block.choices] for block in lists)
     loaded = {output._id for dependency in demo.fns.values() if "load" in str(dependency.targets) for output in dependency.outputs}
     assert not loaded & {block._id for block in lists}
+
+
+def test_building_the_page_imports_no_training_or_model_stack(tmp_path):
+    """The page reads metrics and writes configs through light modules; jobs train in their own processes."""
+    code = (
+        "import sys; from glmtune.webui.app import build_app; from glmtune.webui.workspace import Workspace; "
+        f"build_app(Workspace.at({str(tmp_path)!r})); "
+        "heavy = ('glmtune.train', 'peft', 'trl', 'datasets', 'bitsandbytes', 'torch'); "
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("[]")
+    assert "bitsandbytes" not in result.stderr

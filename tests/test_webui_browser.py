@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from test_webui_support import DATASET, make_workspace
 from train_helpers import subprocess_env
 

@@ -1,12 +1,12 @@
 """The Chat tab's session: load a tiny model with an adapter from the workspace and stream answers."""
 
 import pytest
+from test_webui_support import make_workspace
+from tiny_models import make_lora_adapter
 
 from glmtune.errors import ConfigError
 from glmtune.webui.chat_session import ChatChoice, ChatSession, conversation
 from glmtune.webui.workspace import OutsideWorkspaceError, Workspace
-from test_webui_support import make_workspace
-from tiny_models import make_lora_adapter
 
 
 @pytest.fixture

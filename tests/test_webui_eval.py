@@ -4,11 +4,11 @@ generated_predictions.jsonl back into the page's tables."""
 import json
 
 import pytest
+from test_webui_support import DATASET, METACHARACTERS, make_workspace
 
 from glmtune.errors import ConfigError
 from glmtune.webui.eval_job import EvalForm, eval_argv, read_metrics, read_predictions
 from glmtune.webui.workspace import OutsideWorkspaceError, Workspace
-from test_webui_support import DATASET, METACHARACTERS, make_workspace
 
 
 @pytest.fixture
@@ -75,11 +75,12 @@ def test_results_not_written_yet_are_empty_and_broken_ones_are_named(tmp_path):
 def test_the_eval_tab_runs_glmtune_eval_and_shows_its_results(workspace, monkeypatch):
     """End to end against the real `glmtune eval`, on a tiny model with a LoRA adapter."""
     pytest.importorskip("glmtune.eval.runner", reason="`glmtune eval` (src/glmtune/eval) is not in this tree")
-    from glmtune.webui.eval_job import start_eval
-    from glmtune.webui.jobs import FINISHED, JobManager
     from test_webui_support import wait_until_done
     from tiny_models import make_lora_adapter
     from train_helpers import THREADS_ENV
+
+    from glmtune.webui.eval_job import start_eval
+    from glmtune.webui.jobs import FINISHED, JobManager
 
     for name, value in THREADS_ENV.items():
         monkeypatch.setenv(name, value)

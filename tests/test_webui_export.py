@@ -3,14 +3,14 @@
 from pathlib import Path
 
 import pytest
+from test_webui_support import METACHARACTERS, make_workspace, wait_until_done
+from tiny_models import make_lora_adapter
+from train_helpers import THREADS_ENV
 
 from glmtune.errors import ConfigError
 from glmtune.webui.export_job import ExportForm, export_argv, start_export
 from glmtune.webui.jobs import FINISHED, JobManager
 from glmtune.webui.workspace import OutsideWorkspaceError, Workspace
-from test_webui_support import METACHARACTERS, make_workspace, wait_until_done
-from tiny_models import make_lora_adapter
-from train_helpers import THREADS_ENV
 
 
 @pytest.fixture

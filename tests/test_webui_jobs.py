@@ -5,10 +5,18 @@ import sys
 import time
 
 import pytest
+from test_webui_support import wait_until_done
 
 from glmtune.errors import ConfigError
-from glmtune.webui.jobs import FAILED, FINISHED, LOST, RUNNING, STOPPED, JobManager, JobRecord
-from test_webui_support import wait_until_done
+from glmtune.webui.jobs import (
+    FAILED,
+    FINISHED,
+    LOST,
+    RUNNING,
+    STOPPED,
+    JobManager,
+    JobRecord,
+)
 
 SLEEPER = [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"]
 

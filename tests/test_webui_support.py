@@ -5,9 +5,10 @@ import shutil
 import time
 from pathlib import Path
 
+from train_helpers import write_sft_data
+
 from glmtune.webui.jobs import JobManager, JobRecord
 from glmtune.webui.train_job import TrainForm
-from train_helpers import write_sft_data
 
 DATASET = "tiny_sft"
 METACHARACTERS = ("; rm -rf x", "$(touch pwned)", "`touch pwned`", "| touch pwned", "&& touch pwned")

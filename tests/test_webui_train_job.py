@@ -7,15 +7,27 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_webui_support import (
+    DATASET,
+    METACHARACTERS,
+    make_workspace,
+    tiny_form,
+    wait_until_done,
+)
+from train_helpers import THREADS_ENV
 
 from glmtune.errors import ConfigError
 from glmtune.hparams.entry import get_train_args
-from glmtune.train.checkpoints import is_complete, newest_complete_checkpoint
+from glmtune.paths import is_complete
+from glmtune.train.checkpoints import newest_complete_checkpoint
 from glmtune.webui.jobs import FINISHED, STOPPED, JobManager
-from glmtune.webui.train_job import command_line, preview_rows, start_training, train_settings
+from glmtune.webui.train_job import (
+    command_line,
+    preview_rows,
+    start_training,
+    train_settings,
+)
 from glmtune.webui.workspace import OutsideWorkspaceError, Workspace
-from test_webui_support import DATASET, METACHARACTERS, make_workspace, tiny_form, wait_until_done
-from train_helpers import THREADS_ENV
 
 
 @pytest.fixture
@@ -33,7 +45,7 @@ def test_settings_resolve_paths_and_the_command_line_parses_back(workspace):
     assert settings["dataset"] == DATASET and "learning_rate" not in command_line(settings)
     line = command_line(settings)
     assert line.startswith("glmtune train --stage sft --finetuning_type lora ")
-    _, data_args, training_args, finetuning_args, _ = get_train_args(shlex.split(line)[2:])
+    _, data_args, training_args, finetuning_args, _ = get_train_args(shlex.split(line)[2:]).all()
     assert (data_args.dataset, training_args.max_steps, finetuning_args.lora_rank) == (DATASET, 4, 4)
 
 

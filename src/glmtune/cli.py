@@ -1,26 +1,27 @@
 """The `glmtune` command: a thin dispatcher that imports a sub-command only when it runs."""
 
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
 from glmtune import __version__
-from glmtune.errors import GlmtuneError
+from glmtune.errors import ConfigError, GlmtuneError
+from glmtune.logs import configure_logging
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("glmtune.train.runner", "fine-tune: CONFIG.yaml or --stage sft --finetuning_type lora --dataset D --output_dir OUT"),
     "eval": ("glmtune.eval.runner", "predict with generate on a dataset: BLEU-4, ROUGE-1/2/L, generated_predictions.jsonl"),
     "chat": ("glmtune.chat.terminal", "streaming terminal chat: --model M --adapter A --system S"),
-    "webui": ("glmtune.webui.app", "browser UI to train, evaluate, chat and export: --workspace DIR --port 7860"),
+    "webui": ("glmtune.webui.launch", "browser UI to train, evaluate, chat and export: --workspace DIR --port 7860"),
     "api": ("glmtune.api.server", "OpenAI-compatible HTTP server: --model M --adapter A --port 8000 --api-key KEY"),
     "export": ("glmtune.model.export", "merge adapters into a standalone model: --model M --adapter A --out DIR"),
     "data": ("glmtune.data.inspect", "data inspect NAME: rendered and tokenized samples, loss tokens, length stats"),
     "env": ("glmtune.env", "versions, device and the default model's directory"),
 }
 
-# Commands that parse their own flags with argparse and answer --help themselves; the others
-# take glmtune's settings dataclasses, whose help is generated from their fields.
+# Commands that parse their own flags with argparse and answer --help themselves, from modules
+# that import nothing heavy; the others take glmtune's settings dataclasses, whose help is
+# generated from their fields before the command's module is imported.
 OWN_HELP = frozenset({"env", "webui"})
 
 USAGE = """usage: glmtune COMMAND [CONFIG.yaml] [key=value ...] [--flag value ...]
@@ -54,15 +55,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"glmtune: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    module = importlib.import_module(COMMANDS[command][0])
     if command not in OWN_HELP and {"-h", "--help"} & set(rest):
         return print_settings_help(command)
+    configure_logging(quantized=asks_for_quantization(command, rest))
     try:
-        return module.main(rest)
+        return importlib.import_module(COMMANDS[command][0]).main(rest)
     except GlmtuneError as error:
         print(f"glmtune {command}: error: {error}", file=sys.stderr)
         return 2
+
+
+def asks_for_quantization(command: str, argv: Sequence[str]) -> bool:
+    """Whether the command line (or its CONFIG.yaml) sets quantization_bit, read before the command parses it."""
+    if command in OWN_HELP:
+        return False
+    from glmtune.hparams.parser import peek_setting
+
+    try:
+        return peek_setting(argv, "quantization_bit") is not None
+    except ConfigError:  # a malformed command line: the command itself says what is wrong
+        return False
 
 
 def print_settings_help(command: str) -> int:

@@ -4,7 +4,7 @@ import platform
 from collections.abc import Sequence
 from importlib import metadata
 
-PACKAGES = ("glmtune", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "tokenizers", "gguf")
+PACKAGES = ("glmtune", "torch", "transformers", "peft", "datasets", "accelerate", "tokenizers", "gguf")
 OPTIONAL_PACKAGES = ("bitsandbytes", "deepspeed", "gradio", "fastapi")
 
 
@@ -26,7 +26,8 @@ def describe_device() -> str:
 
 
 def environment_report() -> list[tuple[str, str]]:
-    from glmtune.model.default_model import default_model_dir, is_complete
+    from glmtune.default_model import default_model_dir
+    from glmtune.paths import is_complete
 
     rows = [("python", platform.python_version()), ("platform", platform.platform())]
     rows += [(name, package_version(name) or "not installed") for name in PACKAGES]
@@ -47,7 +48,7 @@ def main(argv: Sequence[str]) -> int:
     )
     options = parser.parse_args(list(argv))
     if options.default_model_path:
-        from glmtune.model.default_model import ensure_default_model
+        from glmtune.default_model import ensure_default_model
 
         print(ensure_default_model())
         return 0

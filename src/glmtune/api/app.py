@@ -16,7 +16,13 @@ from glmtune.api.completions import collect, start_completion, stream
 from glmtune.api.engine import Engine
 from glmtune.api.errors import ApiError, install_error_handlers
 from glmtune.api.middleware import BearerAuth, BodySizeLimit
-from glmtune.api.schemas import ChatCompletion, ChatCompletionRequest, ErrorResponse, ModelCard, ModelList
+from glmtune.api.schemas import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    ErrorResponse,
+    ModelCard,
+    ModelList,
+)
 from glmtune.hparams.api_args import ApiArguments
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

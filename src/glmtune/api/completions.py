@@ -29,6 +29,7 @@ from glmtune.api.schemas import (
 from glmtune.errors import GlmtuneError
 from glmtune.hparams.api_args import ApiArguments
 
+
 class LoopSink:
     """Hands a job's text pieces from the scheduler thread to its request's asyncio queue."""
 

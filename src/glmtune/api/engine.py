@@ -13,7 +13,7 @@ from glmtune.api.sampler import SamplingParams
 from glmtune.api.scheduler import GenerationJob, Scheduler, supports_batching
 from glmtune.chat.chat_model import ChatModel
 from glmtune.chat.streaming import PieceSink, TextPieceStreamer
-from glmtune.data.templates import Message
+from glmtune.data.schema import Message
 from glmtune.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ class Engine:
                 "virtual tokens; use `glmtune chat` for this adapter, or a LoRA adapter"
             )
         if max_batch_size > 1 and not supports_batching(chat_model.model):
-            logger.warning("this model's KV cache cannot be merged across requests; serving one request at a time")
+            logger.info("this model's KV cache cannot be merged across requests; serving one request at a time")
             max_batch_size = 1
         self.chat_model = chat_model
         self.scheduler = Scheduler(chat_model.model, chat_model.safety_processors(), max_batch_size, max_waiting)

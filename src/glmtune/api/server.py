@@ -5,8 +5,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from glmtune.default_model import DEFAULT_MODEL_ALIAS
 from glmtune.hparams.model_args import ModelArguments
-from glmtune.model.default_model import DEFAULT_MODEL_ALIAS
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,9 @@ def main(argv: Sequence[str]) -> int:
     engine = Engine(chat_model, api_args.max_batch_size, api_args.max_waiting)
     app = create_app(engine, api_args, served_name(model_args, api_args.served_model_name))
     if api_args.host not in ("127.0.0.1", "localhost", "::1"):
-        unguarded = "" if api_args.api_key else " and has no API key"
-        logger.warning("binding %s: the server is reachable from the network%s", api_args.host, unguarded)
+        if api_args.api_key:
+            logger.info("binding %s: the server is reachable from the network; requests need the API key", api_args.host)
+        else:
+            logger.warning("binding %s: the server is reachable from the network and has no API key", api_args.host)
     uvicorn.run(app, host=api_args.host, port=api_args.port, log_level="info")
     return 0

@@ -10,7 +10,8 @@ from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteria
 
 from glmtune.chat.sampling import GreedyOnInvalidLogits
 from glmtune.chat.streaming import CancelFlag, TextPieceStreamer, cut_at_stop
-from glmtune.data.templates import ChatFormat, Message, encode_prompt, get_template
+from glmtune.data.schema import Message
+from glmtune.data.templates import ChatFormat, encode_prompt, get_template
 from glmtune.hparams.data_args import DataArguments
 from glmtune.hparams.generating_args import GeneratingArguments
 from glmtune.hparams.model_args import ModelArguments
@@ -94,7 +95,8 @@ class ChatModel:
         model: Any | None = None,
     ) -> "ChatModel":
         """Load the tokenizer (left padding, for batches) and the model, unless a loaded `model` is given."""
-        from glmtune.model.loader import load_model, load_tokenizer
+        from glmtune.data.tokenizer import load_tokenizer
+        from glmtune.model.loader import load_model
 
         template = get_template(data_args.template)
         tokenizer = load_tokenizer(model_args, padding_side="left")

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from glmtune.chat.chat_model import ChatModel
-from glmtune.data.templates import Message
+from glmtune.data.schema import Message
 
 CLEAR_COMMANDS = frozenset({"clear"})
 EXIT_COMMANDS = frozenset({"exit", "stop", "quit"})

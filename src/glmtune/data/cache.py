@@ -1,8 +1,9 @@
 """Preprocessed datasets cached on disk, keyed by everything that decides their content.
 
 The key hashes the examples' Arrow data (not a file name, so an edited file is never
-served stale), the template, the tokenizer's files, the data arguments preprocessing
-reads, the stage, and the source of the code that preprocesses. An entry is written into
+served stale), the template's fields, the tokenizer's files, the encoding options,
+the data shape, and the source of the data package. Every part is equal
+across processes for equal inputs, so a later run hits the cache. An entry is written into
 a temporary folder and renamed into place, so a half-written entry is never read.
 """
 
@@ -19,9 +20,9 @@ from typing import Any
 import pyarrow as pa
 from datasets import Dataset
 
-from glmtune.data import preprocess, templates
-from glmtune.data.preprocess import OUTPUT_ARGS, preprocess_dataset
+from glmtune.data.row_encoding import EncodingOptions
 from glmtune.data.schema import LoadReport
+from glmtune.data.shapes import encode_dataset
 from glmtune.data.templates import ChatFormat
 from glmtune.hparams.data_args import DataArguments
 from glmtune.paths import glmtune_home
@@ -29,36 +30,37 @@ from glmtune.paths import glmtune_home
 logger = logging.getLogger(__name__)
 
 HASH_BATCH_ROWS = 10_000  # rows serialized at a time while hashing a dataset
+DATA_PACKAGE = Path(__file__).parent  # glmtune.data: every module in it may shape the cached data
 
 
 def cache_root() -> Path:
     return glmtune_home() / "cache" / "preprocessed"
 
 
-def cached_preprocess(
-    dataset: Dataset, stage: str, template: ChatFormat, tokenizer: Any, data_args: DataArguments
+def cached_encode(
+    dataset: Dataset, shape: str, template: ChatFormat, tokenizer: Any, data_args: DataArguments
 ) -> tuple[Dataset, LoadReport]:
-    """preprocess_dataset, read from the cache when the same inputs were processed before."""
-    entry = cache_root() / cache_key(dataset, stage, template, tokenizer, data_args)
+    """encode_dataset, read from the cache when the same inputs were encoded before."""
+    entry = cache_root() / cache_key(dataset, shape, template, tokenizer, data_args)
     if entry.is_dir() and not data_args.overwrite_cache:
         logger.info("preprocessed data from cache %s", entry)
         return read_entry(entry)
-    processed, report = preprocess_dataset(dataset, stage, template, tokenizer, data_args)
+    processed, report = encode_dataset(dataset, shape, template, tokenizer, data_args)
     write_entry(entry, processed, report, replace=data_args.overwrite_cache)
     logger.info("preprocessed data cached in %s", entry)
     return read_entry(entry)
 
 
-def cache_key(dataset: Dataset, stage: str, template: ChatFormat, tokenizer: Any, data_args: DataArguments) -> str:
+def cache_key(dataset: Dataset, shape: str, template: ChatFormat, tokenizer: Any, data_args: DataArguments) -> str:
     inputs = {
-        "stage": stage,
+        "shape": shape,
         "examples": dataset_digest(dataset),
-        "template": repr(template),
+        "template": fingerprint(template),
         "tokenizer": tokenizer_digest(tokenizer),
-        "data_args": {name: getattr(data_args, name) for name in OUTPUT_ARGS},
+        "options": dataclasses.asdict(EncodingOptions.from_args(data_args)),
         "code": code_digest(),
     }
-    return f"{stage}-{hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]}"
+    return f"{shape}-{hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]}"
 
 
 def dataset_digest(dataset: Dataset) -> str:
@@ -90,11 +92,36 @@ def tokenizer_digest(tokenizer: Any) -> str:
     return digest.hexdigest()
 
 
+def fingerprint(value: Any) -> Any:
+    """A JSON description of a template that is equal in every process: no memory addresses, unlike repr.
+
+    Dataclasses are described by their type and fields, functions (a tool listing) by their
+    qualified name, as code_digest covers their source. Anything else must already be JSON,
+    or json.dumps fails loudly instead of keying on something unstable.
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {field.name: fingerprint(getattr(value, field.name)) for field in dataclasses.fields(value)}
+        return {"class": qualified_name(type(value)), "fields": fields}
+    if callable(value):
+        return qualified_name(value)
+    if isinstance(value, (list, tuple)):
+        return [fingerprint(item) for item in value]
+    return value
+
+
+def qualified_name(value: Any) -> str:
+    return f"{value.__module__}.{value.__qualname__}"
+
+
 def code_digest() -> str:
-    """Hash of the modules that produce the cached data, so a code change never reads an old result."""
+    """Hash of every module of the data package, so a code change never reads an old result.
+
+    The whole package, found on disk rather than listed, so a module added or split off is covered too.
+    """
     digest = hashlib.sha256()
-    for module in (preprocess, templates):
-        digest.update(Path(module.__file__).read_bytes())
+    for path in sorted(DATA_PACKAGE.rglob("*.py")):
+        digest.update(path.relative_to(DATA_PACKAGE).as_posix().encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 

@@ -1,8 +1,8 @@
 """Batches of preprocessed samples as padded tensors, padded on the right.
 
 Written by hand rather than with DataCollatorForSeq2Seq because that one pads on the
-tokenizer's padding side (often left, for generation), knows nothing of the position_ids
-of packed rows, and cannot lay chosen and rejected answers into one batch.
+tokenizer's padding side (often left, for generation) and knows nothing of the position_ids
+of packed rows.
 """
 
 from dataclasses import dataclass
@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from glmtune.data.preprocess import IGNORE_INDEX
+from glmtune.data.schema import IGNORE_INDEX
 
 
 def pad_token_id(tokenizer: Any) -> int:
@@ -53,7 +53,7 @@ def supervised_batch(
 
 @dataclass
 class SupervisedCollator:
-    """input_ids, labels (-100 on padding) and attention_mask; for sft, pt and kto samples.
+    """input_ids, labels (IGNORE_INDEX on padding) and attention_mask, for samples of input_ids and labels.
 
     Packed rows (with position_ids) get position_ids and no attention_mask: transformers
     then reads sample boundaries from the restarting positions and builds a block-diagonal
@@ -73,15 +73,3 @@ class SupervisedCollator:
             batch["position_ids"] = pad_positions(positions, batch["input_ids"].shape[1])
         return batch
 
-
-@dataclass
-class PairwiseCollator:
-    """One batch of 2n rows: the n chosen samples, then the n rejected ones, for rm and dpo."""
-
-    tokenizer: Any
-    pad_to_multiple_of: int | None = None
-
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        input_ids = [feature[f"{side}_input_ids"] for side in ("chosen", "rejected") for feature in features]
-        labels = [feature[f"{side}_labels"] for side in ("chosen", "rejected") for feature in features]
-        return supervised_batch(input_ids, labels, pad_token_id(self.tokenizer), self.pad_to_multiple_of)

@@ -11,13 +11,18 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from glmtune.data.readers import BadRow
-from glmtune.data.schema import Example, Message
+from glmtune.data.schema import (
+    ASSISTANT_SIDE,
+    USER_SIDE,
+    Example,
+    Message,
+    misplaced_role,
+)
 
 Formatting = Literal["alpaca", "sharegpt", "text"]
+# What a row becomes: a conversation ending on a response to learn, a prompt with [chosen, rejected]
+# answers, a prompt alone (to answer by generation), or plain text. A data shape names its target.
 Target = Literal["response", "pair", "prompt", "text"]
-
-# What each stage learns from: sft a response, rm/dpo a [chosen, rejected] pair, ppo a prompt to answer, pt text.
-STAGE_TARGETS: dict[str, Target] = {"sft": "response", "rm": "pair", "dpo": "pair", "ppo": "prompt", "pt": "text"}
 
 ALPACA_COLUMNS = {
     "prompt": "instruction",
@@ -75,8 +80,6 @@ KNOWN_ROLES = {
     "function": "function",
     "system": "system",
 }
-USER_SIDE = ("user", "observation")
-ASSISTANT_SIDE = ("assistant", "function")
 
 # (prompt, response) key pairs that identify alpaca-like rows from a plain file: alpaca, ChatGLM, LLM-Tuning's q/a.
 SNIFFED_KEYS = (("instruction", "output"), ("prompt", "response"), ("q", "a"), ("question", "answer"))
@@ -103,9 +106,8 @@ class RowFormat:
         return self.tags.get(key) or SHAREGPT_TAGS[key]
 
 
-def convert(row: dict[str, Any], location: str, fmt: RowFormat, stage: str) -> Example:
-    """Convert one row for a training stage (sft, rm, dpo, ppo, pt)."""
-    target = STAGE_TARGETS[stage]
+def convert(row: dict[str, Any], location: str, fmt: RowFormat, target: Target) -> Example:
+    """Convert one row into an Example holding `target`."""
     if target == "text":
         return from_text(row, location, fmt)
     if fmt.formatting == "sharegpt":
@@ -251,17 +253,15 @@ def role_names(fmt: RowFormat) -> dict[str, str]:
 
 
 def check_role_order(messages: list[Message], location: str, offset: int) -> None:
-    """User-side turns (user, observation) at even positions, assistant-side (assistant, function) at odd ones."""
-    for index, turn in enumerate(messages):
-        expected = USER_SIDE if index % 2 == 0 else ASSISTANT_SIDE
-        if turn["role"] not in expected:
-            raise BadRow(
-                location,
-                "broken role order",
-                f"message {index + offset}: expected {' or '.join(expected)}, got {turn['role']}",
-            )
+    """Turns alternate (schema.misplaced_role) and no answer is empty; the first bad message is reported."""
+    misplaced = misplaced_role(messages, offset)
+    in_order = messages if misplaced is None else messages[: misplaced.index - offset]
+    for index, turn in enumerate(in_order):
         if turn["role"] in ASSISTANT_SIDE and not turn["content"].strip():
             raise BadRow(location, "empty response", f"message {index + offset}")
+    if misplaced is not None:
+        detail = f"message {misplaced.index}: expected {' or '.join(misplaced.expected)}, got {misplaced.got}"
+        raise BadRow(location, "broken role order", detail)
 
 
 def check_ends_on_response(messages: list[Message], location: str) -> None:
@@ -360,29 +360,6 @@ def make_example(
         "kto_tag": kto_tag,
         "text": text,
         "source": source,
-    }
-
-
-def fill_identity(example: Example, name: str, author: str) -> Example:
-    """Fill identity placeholders: LLaMA-Factory's {{name}}/{{author}}, ChatGLM Efficient Tuning's <NAME>/<AUTHOR>."""
-
-    def fill(text: str | None) -> str | None:
-        if text is None:
-            return None
-        for placeholder, value in (("{{name}}", name), ("{{author}}", author), ("<NAME>", name), ("<AUTHOR>", author)):
-            text = text.replace(placeholder, value)
-        return text
-
-    def fill_message(turn: Message | None) -> Message | None:
-        return None if turn is None else message(turn["role"], fill(turn["content"]) or "")
-
-    return {
-        **example,
-        "messages": [message(turn["role"], fill(turn["content"]) or "") for turn in example["messages"]],
-        "system": fill(example["system"]),
-        "chosen": fill_message(example["chosen"]),
-        "rejected": fill_message(example["rejected"]),
-        "text": fill(example["text"]),
     }
 
 

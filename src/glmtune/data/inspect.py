@@ -11,14 +11,10 @@ import math
 import statistics
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
+from glmtune.data.schema import IGNORE_INDEX
 from glmtune.errors import ConfigError
-from glmtune.hparams.data_args import DataArguments
-from glmtune.hparams.model_args import ModelArguments
-from glmtune.hparams.parser import parse_dataclasses
-from glmtune.hparams.validation import check_data, check_model, raise_if_problems
 
 USAGE = (
     "glmtune data inspect NAME [--dataset_dir D] [--template T] [--model M] [-n 3] [--stage sft] "
@@ -26,17 +22,8 @@ USAGE = (
 )
 LOSS_OPEN, LOSS_CLOSE = "⟦", "⟧"
 LOSS_STYLE = "bold green"
-IGNORE_INDEX = -100  # label of a token that carries no loss
 
 Segment = tuple[str, bool]  # (text, carries loss)
-
-
-@dataclass
-class InspectArguments:
-    num_samples: int = field(default=3, metadata={"help": "How many samples to show.", "aliases": ["-n"]})
-    stage: Literal["pt", "sft", "rm", "dpo", "ppo"] = field(
-        default="sft", metadata={"help": "Which stage's preprocessing to show (pt, sft, rm, dpo, ppo)."}
-    )
 
 
 def main(argv: Sequence[str]) -> int:
@@ -56,17 +43,20 @@ def split_dataset_name(argv: list[str]) -> tuple[str | None, list[str]]:
 
 
 def inspect_dataset(name: str | None, settings: Sequence[str], stream: TextIO, color: bool | None = None) -> None:
-    """Load, preprocess and print; bad names fail before the tokenizer loads."""
+    """Load and encode as the stage's training would, then print; bad names fail before the tokenizer loads."""
     from glmtune.data.loader import load_examples
-    from glmtune.data.preprocess import preprocess_dataset
+    from glmtune.data.shapes import encode_dataset
     from glmtune.data.templates import get_template
-    from glmtune.model.loader import load_tokenizer
+    from glmtune.data.tokenizer import load_tokenizer
+    from glmtune.hparams.entry import get_inspect_args
+    from glmtune.stages import get_stage
 
-    model_args, data_args, inspect_args = parse_settings(name, settings)
+    inspect_args, model_args, data_args = get_inspect_args(settings, name)
     template = get_template(data_args.template)
     loaded = load_examples(data_args, inspect_args.stage)
     tokenizer = load_tokenizer(model_args)
-    dataset, report = preprocess_dataset(loaded.train, inspect_args.stage, template, tokenizer, data_args)
+    shape = get_stage(inspect_args.stage).data
+    dataset, report = encode_dataset(loaded.train, shape, template, tokenizer, data_args)
     out = Output(stream, color)
     show_samples(out, tokenizer, dataset, inspect_args.num_samples)
     show_statistics(out, dataset)
@@ -74,23 +64,6 @@ def inspect_dataset(name: str | None, settings: Sequence[str], stream: TextIO, c
     out.line(f"preprocessing: {report.summary()}")
     if loaded.validation is not None:
         out.line(f"validation split: {len(loaded.validation)} rows (not shown)")
-
-
-def parse_settings(
-    name: str | None, settings: Sequence[str]
-) -> tuple[ModelArguments, DataArguments, InspectArguments]:
-    """The positional NAME wins over a `dataset` setting; problems are reported together."""
-    model_args, data_args, inspect_args = parse_dataclasses((ModelArguments, DataArguments, InspectArguments), settings)
-    data_args.dataset = name or data_args.dataset
-    problems = check_model(model_args) + check_data(data_args)
-    if not data_args.dataset:
-        problems.append(f"name a dataset: {USAGE}")
-    if inspect_args.num_samples < 0:
-        problems.append(f"-n {inspect_args.num_samples}: show zero or more samples")
-    if data_args.streaming:
-        problems.append("inspect reads the whole dataset for its statistics: drop streaming, or limit rows with max_samples")
-    raise_if_problems(problems)
-    return model_args, data_args, inspect_args
 
 
 class Output:
@@ -142,7 +115,7 @@ def sequence_columns(column_names: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def loss_runs(input_ids: Sequence[int], labels: Sequence[int] | None) -> list[tuple[list[int], bool]]:
-    """Split ids into runs that do or do not carry loss; with no labels (ppo queries) no token does."""
+    """Split ids into runs that do or do not carry loss; with no labels no token does."""
     flags = [False] * len(input_ids) if labels is None else [label != IGNORE_INDEX for label in labels]
     runs = []
     for loss, group in itertools.groupby(zip(input_ids, flags), key=lambda pair: pair[1]):

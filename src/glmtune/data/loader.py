@@ -14,13 +14,21 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING
 
-from glmtune.data.converters import STAGE_TARGETS, RowFormat, convert, fill_identity, sniff_format
+from glmtune.data.converters import (
+    RowFormat,
+    Target,
+    convert,
+    sniff_format,
+)
+from glmtune.data.identity import fill_identity
 from glmtune.data.readers import BadRow, RawRow, read_rows
-from glmtune.data.registry import DatasetSpec, Registry, load_registry, resolve, verify_sha1
+from glmtune.data.registry import DatasetSpec, load_registry, resolve, verify_sha1
 from glmtune.data.schema import Example, LoadReport
+from glmtune.data.shapes import get_shape
 from glmtune.errors import ConfigError
 from glmtune.hparams.data_args import DataArguments
 from glmtune.hparams.validation import split_names
+from glmtune.stages import STAGES, get_stage
 
 if TYPE_CHECKING:
     from datasets import Dataset, Features, IterableDataset
@@ -29,7 +37,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PAIRWISE_STAGES = ("rm", "dpo")
 SHOWN_BAD_ROWS = 3  # full messages logged per dataset; the report keeps counts for the rest
 STOPPING = {"interleave_under": "first_exhausted", "interleave_over": "all_exhausted"}
 
@@ -49,73 +56,78 @@ class LoadedData:
 
 
 def load_examples(data_args: DataArguments, stage: str, seed: int = 42) -> LoadedData:
-    """Read `dataset` (and `eval_dataset`) as Examples fit for `stage` (pt, sft, rm, dpo, ppo)."""
-    if stage not in STAGE_TARGETS:
-        raise ConfigError(f"unknown stage {stage!r}; known: {', '.join(STAGE_TARGETS)}")
+    """Read `dataset` (and `eval_dataset`) as Examples fit for `stage`, in order: registry, readers and
+    converters per dataset, mixing, the validation split."""
+    target = get_shape(get_stage(stage).data).target
     names, eval_names = split_names(data_args.dataset), split_names(data_args.eval_dataset)
     if not names and not eval_names:
         raise ConfigError("no dataset given: set dataset (a name from dataset_info.json or a file path)")
     if eval_names and data_args.val_size:
         raise ConfigError("val_size and eval_dataset both ask for validation data: keep one")
     registry = load_registry(data_args.dataset_dir)
+    specs = [resolve(name, registry, data_args.generator_args) for name in names]
+    eval_specs = [resolve(name, registry, data_args.generator_args) for name in eval_names]
     report = LoadReport()
-    train = mix(load_all(names, registry, data_args, stage, report), data_args, seed, report) if names else None
-    validation = None
-    if eval_names:
-        validation = mix(load_all(eval_names, registry, data_args, stage, report), data_args, seed, report)
-    elif train is not None and data_args.val_size:
+    train_parts = [read_dataset(spec, stage, target, data_args, report) for spec in specs]
+    eval_parts = [read_dataset(spec, stage, target, data_args, report) for spec in eval_specs]
+    train = mix(train_parts, data_args, seed, report) if train_parts else None
+    validation = mix(eval_parts, data_args, seed, report) if eval_parts else None
+    if train is not None and data_args.val_size:
         train, validation = split_validation(train, data_args, seed)
     finish_report(report, data_args)
     return LoadedData(train=train, validation=validation, report=report)
 
 
-def load_all(
-    names: list[str], registry: Registry, data_args: DataArguments, stage: str, report: LoadReport
-) -> list[AnyDataset]:
-    specs = [resolve(name, registry, data_args.generator_args) for name in names]
-    return [load_one(spec, data_args, stage, report) for spec in specs]
-
-
-def load_one(spec: DatasetSpec, data_args: DataArguments, stage: str, report: LoadReport) -> AnyDataset:
-    """One dataset as Examples; its own report is merged into `report` (as rows stream, when streaming)."""
+def read_dataset(spec: DatasetSpec, stage: str, target: Target, data_args: DataArguments, report: LoadReport) -> AnyDataset:
+    """One dataset's rows as Examples holding `target`; its own report is merged into `report` (as rows
+    stream, when streaming)."""
     from datasets import Dataset, IterableDataset
 
     verify_sha1(spec)
-    row_format = fit_format(spec, stage)
+    row_format = fit_format(spec, stage, target)
     if data_args.streaming:
-        generate = streaming_examples(spec, row_format, data_args, stage, report)
+        generate = streaming_examples(spec, row_format, data_args, target, report)
         dataset = IterableDataset.from_generator(generate, features=example_features())
         return dataset.take(data_args.max_samples) if data_args.max_samples else dataset
     own = LoadReport()
-    examples = list(limited(convert_rows(spec, row_format, data_args, stage, Tally([own])), data_args.max_samples))
-    logger.info("dataset %s: %s", spec.name, own.summary())
+    examples = list(limited(convert_rows(spec, row_format, data_args, target, Tally([own])), data_args.max_samples))
+    logger.debug("dataset %s: %s", spec.name, own.summary())
     report.merge(own)
     if not examples:
         raise ConfigError(f"dataset {spec.name!r} has no usable rows for stage {stage}: {own.summary()}")
     return Dataset.from_list(examples, features=example_features())
 
 
-def fit_format(spec: DatasetSpec, stage: str) -> RowFormat:
-    """The dataset's row format, sniffed for plain paths, and checked against what the stage needs."""
-    row_format = spec.row_format or sniffed_format(spec, stage)
-    pairwise = stage in PAIRWISE_STAGES
+def stages_learning(target: Target) -> str:
+    """The registered stages whose data holds `target`, for messages that say which stage fits a dataset."""
+    names = [name for name, record in STAGES.items() if get_shape(record.data).target == target]
+    return " or ".join(names) if names else "none yet"
+
+
+def fit_format(spec: DatasetSpec, stage: str, target: Target) -> RowFormat:
+    """The dataset's row format, sniffed for plain paths, and checked against what the stage learns from."""
+    row_format = spec.row_format or sniffed_format(spec, target)
+    pairwise = target == "pair"
     if row_format.ranking and not pairwise:
-        raise ConfigError(f"dataset {spec.name!r} is pairwise (ranking): use it with stage rm or dpo, not {stage}")
+        raise ConfigError(
+            f"dataset {spec.name!r} is pairwise (ranking): stages that train on pairs: {stages_learning('pair')}; "
+            f"not {stage}"
+        )
     if pairwise and row_format.formatting == "sharegpt" and not row_format.ranking:
         raise ConfigError(
             f"stage {stage} needs chosen/rejected answers, but dataset {spec.name!r} is not pairwise: "
             'set "ranking": true with chosen and rejected columns in dataset_info.json'
         )
-    if row_format.formatting == "text" and stage != "pt":
-        raise ConfigError(f"dataset {spec.name!r} is plain text: use it with stage pt, not {stage}")
-    if stage == "pt" and row_format.formatting == "sharegpt":
-        raise ConfigError(f"stage pt reads plain text, but dataset {spec.name!r} holds conversations (sharegpt)")
+    if row_format.formatting == "text" and target != "text":
+        raise ConfigError(f"dataset {spec.name!r} is plain text: use it with stage {stages_learning('text')}, not {stage}")
+    if target == "text" and row_format.formatting == "sharegpt":
+        raise ConfigError(f"stage {stage} reads plain text, but dataset {spec.name!r} holds conversations (sharegpt)")
     return row_format
 
 
-def sniffed_format(spec: DatasetSpec, stage: str) -> RowFormat:
+def sniffed_format(spec: DatasetSpec, target: Target) -> RowFormat:
     """A plain file or folder names no format: read it off the first well-formed row."""
-    if stage == "pt":
+    if target == "text":
         return RowFormat("text")
     for _, row in raw_rows(spec):
         if not isinstance(row, BadRow):
@@ -178,7 +190,7 @@ class Tally:
 
 
 def convert_rows(
-    spec: DatasetSpec, row_format: RowFormat, data_args: DataArguments, stage: str, tally: Tally
+    spec: DatasetSpec, row_format: RowFormat, data_args: DataArguments, target: Target, tally: Tally
 ) -> Iterator[Example]:
     """Examples from raw rows; a bad row is counted by reason, never dropped silently."""
     for ordinal, (location, row) in enumerate(raw_rows(spec)):
@@ -186,7 +198,7 @@ def convert_rows(
         try:
             if isinstance(row, BadRow):
                 raise row
-            example = convert(row, location, row_format, stage)
+            example = convert(row, location, row_format, target)
         except BadRow as error:
             if new:
                 tally.skip(error, spec.name)
@@ -202,7 +214,7 @@ def limited(examples: Iterator[Example], max_samples: int | None) -> Iterator[Ex
 
 
 def streaming_examples(
-    spec: DatasetSpec, row_format: RowFormat, data_args: DataArguments, stage: str, report: LoadReport
+    spec: DatasetSpec, row_format: RowFormat, data_args: DataArguments, target: Target, report: LoadReport
 ) -> Callable[[], Iterator[Example]]:
     """A generator function for IterableDataset; counts go straight into the shared report as rows stream."""
 
@@ -210,7 +222,7 @@ def streaming_examples(
     tally = Tally([own, report])
 
     def generate() -> Iterator[Example]:
-        yield from convert_rows(spec, row_format, data_args, stage, tally)
+        yield from convert_rows(spec, row_format, data_args, target, tally)
         if not tally.finished:
             tally.finished = True
             logger.info("dataset %s streamed to the end: %s", spec.name, own.summary())
@@ -284,8 +296,9 @@ def finish_report(report: LoadReport, data_args: DataArguments) -> None:
     if data_args.streaming:
         logger.info("data: streaming, so rows are counted as they are read")
         return
-    level = logging.WARNING if report.skipped else logging.INFO
-    logger.log(level, "data: %s", report.summary())
+    # Skips need attention now; otherwise the training summary (data/pipeline.py) reports these counts.
+    level = logging.WARNING if report.skipped else logging.DEBUG
+    logger.log(level, "loaded: %s", report.summary())
 
 
 def example_features() -> Features:

@@ -5,15 +5,40 @@ Converters (alpaca, sharegpt, custom keys, pairwise, KTO, text) are pure functio
 """
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import NamedTuple, TypedDict
 
 ROLES = ("user", "assistant", "observation", "function")
+IGNORE_INDEX = -100  # the label of a token that carries no loss: cross-entropy skips it
+USER_SIDE = ("user", "observation")  # what the model answers: even positions
+ASSISTANT_SIDE = ("assistant", "function")  # what the model says: odd positions
 
 
 class Message(TypedDict):
     role: str  # one of ROLES; user/observation take user positions, assistant/function assistant positions
     content: str
+
+
+class MisplacedRole(NamedTuple):
+    """The first message out of turn; callers word the error for their own readers."""
+
+    index: int  # counted in the whole conversation, a leading system message included
+    expected: tuple[str, ...]
+    got: str | None
+
+
+def misplaced_role(messages: Sequence[Message], offset: int = 0) -> MisplacedRole | None:
+    """The one role-order rule: user-side roles at even positions, assistant-side roles at odd ones.
+
+    `offset` is the number of messages before `messages` (a leading system message),
+    so the index reported is the one the user sees in their data.
+    """
+    for index, message in enumerate(messages):
+        expected = USER_SIDE if index % 2 == 0 else ASSISTANT_SIDE
+        if message.get("role") not in expected:
+            return MisplacedRole(index + offset, expected, message.get("role"))
+    return None
 
 
 class Example(TypedDict, total=False):

@@ -2,20 +2,28 @@
 
 Readers (the web UI polls these) must never see a half-written file, so each is written
 to a temporary file in the same folder and renamed over the target, which is atomic.
+Readers import this module for the file names, so it imports nothing of the model stack.
 """
 
 import json
 import os
 import tempfile
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from glmtune.eval.predict import Prediction
-
 PREDICTIONS_FILE = "generated_predictions.jsonl"
 RESULTS_FILE = "predict_results.json"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One line of generated_predictions.jsonl: the prompt as the model saw it, the reference and the answer."""
+
+    prompt: str
+    label: str
+    predict: str
 
 
 def write_atomically(path: Path, text: str) -> Path:

@@ -12,15 +12,7 @@ from typing import Any
 from glmtune.chat.chat_model import ChatModel
 from glmtune.data.schema import Example, Message
 from glmtune.errors import GlmtuneError
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One line of generated_predictions.jsonl: the prompt as the model saw it, the reference and the answer."""
-
-    prompt: str
-    label: str
-    predict: str
+from glmtune.eval.outputs import Prediction
 
 
 @dataclass(frozen=True)

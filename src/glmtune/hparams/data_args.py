@@ -53,3 +53,8 @@ class DataArguments:
     )
     identity_name: str = field(default="glmtune", metadata={"help": "Fills {{name}} in identity datasets."})
     identity_author: str = field(default="glmtune", metadata={"help": "Fills {{author}} in identity datasets."})
+
+    def __post_init__(self) -> None:
+        # ChatGLM Efficient Tuning gave separate prompt and response budgets; glmtune cuts whole samples.
+        if self.max_source_length and self.max_target_length:
+            self.cutoff_len = self.max_source_length + self.max_target_length

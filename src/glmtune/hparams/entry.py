@@ -1,6 +1,12 @@
-"""The argument sets each command needs, parsed and validated in one call."""
+"""The argument sets each command needs, parsed and validated in one call.
+
+COMMAND_SETTINGS is the one list of which settings classes each command takes: parsing here
+and `glmtune COMMAND --help` both read it.
+"""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from glmtune.hparams.api_args import ApiArguments, check_api
@@ -8,6 +14,7 @@ from glmtune.hparams.data_args import DataArguments
 from glmtune.hparams.export_args import ExportArguments
 from glmtune.hparams.finetuning_args import FinetuningArguments
 from glmtune.hparams.generating_args import GeneratingArguments
+from glmtune.hparams.inspect_args import InspectArguments
 from glmtune.hparams.model_args import ModelArguments
 from glmtune.hparams.parser import parse_dataclasses, peek_setting, settings_to_yaml
 from glmtune.hparams.validation import (
@@ -21,6 +28,8 @@ from glmtune.hparams.validation import (
     check_training,
     raise_if_problems,
 )
+from glmtune.methods import METHODS
+from glmtune.stages import STAGES
 
 # glmtune's defaults where transformers' suit a different job: they teach the default model
 # a new identity in minutes on a 2-core CPU. Any setting given by the user wins.
@@ -38,6 +47,9 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "remove_unused_columns": False,
     "report_to": "none",
 }
+# Resolved after parsing: the command line takes only true/false for this one ("all" or "no"),
+# and the summary's effective tokens/s needs the non-padding count.
+COUNTED_TOKENS = {"include_num_input_tokens_seen": "non_padding"}
 # `glmtune eval` parses the training settings too, so a training config evaluates as is;
 # it never trains, predicts greedily (reproducible scores) and writes to its own folder.
 EVAL_DEFAULTS: dict[str, Any] = {
@@ -49,9 +61,48 @@ EVAL_DEFAULTS: dict[str, Any] = {
     "do_sample": False,
     "report_to": "none",
 }
-LEARNING_RATES = {"lora": 5e-4, "p_tuning": 1e-2, "freeze": 5e-5, "full": 2e-5}
+# Stands for transformers' Seq2SeqTrainingArguments, imported only when a command parses.
+TRAINING_ARGUMENTS = "Seq2SeqTrainingArguments"
+COMMAND_SETTINGS: dict[str, tuple[type | str, ...]] = {
+    "train": (ModelArguments, DataArguments, TRAINING_ARGUMENTS, FinetuningArguments, GeneratingArguments),
+    # eval takes the training settings too, so a training config evaluates as is
+    "eval": (ModelArguments, DataArguments, TRAINING_ARGUMENTS, FinetuningArguments, GeneratingArguments),
+    "chat": (ModelArguments, DataArguments, GeneratingArguments),
+    "api": (ModelArguments, DataArguments, GeneratingArguments, ApiArguments),
+    "export": (ModelArguments, DataArguments, ExportArguments),
+    "data": (InspectArguments, ModelArguments, DataArguments),
+}
+TRAIN_CONFIG_FILE = "train_config.yaml"
 
-InferArgs = tuple[ModelArguments, DataArguments, GeneratingArguments]
+
+@dataclass(frozen=True)
+class TrainArgs:
+    """Everything `glmtune train` was asked: the common settings and the stage's own (Stage.settings)."""
+
+    model: ModelArguments
+    data: DataArguments
+    training: Any  # transformers' Seq2SeqTrainingArguments
+    finetuning: FinetuningArguments
+    generating: GeneratingArguments
+    stage_settings: tuple[Any, ...] = ()
+
+    def all(self) -> tuple[Any, ...]:
+        return (self.model, self.data, self.training, self.finetuning, self.generating, *self.stage_settings)
+
+
+def parse_command(command: str, argv: Sequence[str], extra: tuple[type, ...] = (), defaults: dict[str, Any] | None = None) -> tuple[Any, ...]:
+    """One instance of each of the command's settings classes (and `extra` ones), in COMMAND_SETTINGS order."""
+    classes = tuple(resolve_class(cls) for cls in COMMAND_SETTINGS[command]) + extra
+    return parse_dataclasses(classes, argv, defaults)
+
+
+def resolve_class(cls: type | str) -> type:
+    if cls == TRAINING_ARGUMENTS:
+        from transformers import Seq2SeqTrainingArguments
+
+        return Seq2SeqTrainingArguments
+    assert isinstance(cls, type)
+    return cls
 
 
 def training_defaults(method: str) -> dict[str, Any]:
@@ -60,38 +111,42 @@ def training_defaults(method: str) -> dict[str, Any]:
 
     return {
         **TRAINING_DEFAULTS,
-        "learning_rate": LEARNING_RATES.get(method, LEARNING_RATES["lora"]),
+        "learning_rate": METHODS.get(method, METHODS["lora"]).learning_rate,
         "dataloader_pin_memory": torch.cuda.is_available(),  # pinning only helps copies to a GPU
     }
 
 
-def train_settings_yaml(*arguments: Any) -> str:
+def train_settings_yaml(args: TrainArgs) -> str:
     """The resolved training settings as YAML that `get_train_args([file])` parses back to the same values."""
-    method = next(argument for argument in arguments if isinstance(argument, FinetuningArguments)).finetuning_type
-    return settings_to_yaml(*arguments, training_defaults=training_defaults(method))
+    defaults = {**training_defaults(args.finetuning.finetuning_type), **COUNTED_TOKENS}
+    return settings_to_yaml(*args.all(), training_defaults=defaults)
 
 
-def get_infer_args(argv: Sequence[str]) -> InferArgs:
-    """Arguments for chat, api, webui chat and export."""
-    model_args, data_args, generating_args = parse_dataclasses(
-        (ModelArguments, DataArguments, GeneratingArguments), argv
-    )
+def write_train_config(args: TrainArgs) -> Path:
+    """Save the fully resolved settings in output_dir first, so even a crashed run says how it was started."""
+    path = Path(args.training.output_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / TRAIN_CONFIG_FILE).write_text(train_settings_yaml(args), encoding="utf-8")
+    return path / TRAIN_CONFIG_FILE
+
+
+def get_infer_args(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments, GeneratingArguments]:
+    """Arguments for chat and the web UI's chat."""
+    model_args, data_args, generating_args = parse_command("chat", argv)
     raise_if_problems(check_model(model_args) + check_generation(generating_args))
     return model_args, data_args, generating_args
 
 
 def get_api_args(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments, GeneratingArguments, ApiArguments]:
     """Arguments for `glmtune api`: what `chat` takes, plus where to listen and how much load to accept."""
-    model_args, data_args, generating_args, api_args = parse_dataclasses(
-        (ModelArguments, DataArguments, GeneratingArguments, ApiArguments), argv
-    )
+    model_args, data_args, generating_args, api_args = parse_command("api", argv)
     raise_if_problems(check_model(model_args) + check_generation(generating_args) + check_api(api_args))
     return model_args, data_args, generating_args, api_args
 
 
 def get_export_args(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments, ExportArguments]:
     """Arguments for `glmtune export`: a base model, adapters to merge, and where to write."""
-    model_args, data_args, export_args = parse_dataclasses((ModelArguments, DataArguments, ExportArguments), argv)
+    model_args, data_args, export_args = parse_command("export", argv)
     problems = check_model(model_args)
     if not export_args.export_dir:
         problems.append("export needs --out DIR (export_dir)")
@@ -103,39 +158,47 @@ def get_export_args(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments,
     return model_args, data_args, export_args
 
 
-def get_train_args(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments, Any, FinetuningArguments, GeneratingArguments]:
-    """Arguments for `glmtune train` and `glmtune eval`; training arguments are HF's Seq2SeqTrainingArguments."""
-    import torch
-    from transformers import Seq2SeqTrainingArguments
+def get_inspect_args(argv: Sequence[str], dataset: str | None) -> tuple[InspectArguments, ModelArguments, DataArguments]:
+    """Arguments for `glmtune data inspect`; a positional dataset name wins over a `dataset` setting."""
+    named = ["--dataset", dataset] if dataset else []  # flags come last, so the positional name wins
+    inspect_args, model_args, data_args = parse_command("data", [*argv, *named])
+    problems = check_model(model_args) + check_data(data_args)
+    if not data_args.dataset:
+        problems.append("name a dataset: glmtune data inspect NAME")
+    if inspect_args.num_samples < 0:
+        problems.append(f"-n {inspect_args.num_samples}: show zero or more samples")
+    if data_args.streaming:
+        problems.append("inspect reads the whole dataset for its statistics: drop streaming, or limit rows with max_samples")
+    raise_if_problems(problems)
+    return inspect_args, model_args, data_args
 
-    model_args, data_args, training_args, finetuning_args, generating_args = parse_dataclasses(
-        (ModelArguments, DataArguments, Seq2SeqTrainingArguments, FinetuningArguments, GeneratingArguments),
-        argv,
-        training_defaults(peek_setting(argv, "finetuning_type") or "lora"),
+
+def get_train_args(argv: Sequence[str]) -> TrainArgs:
+    """Arguments for `glmtune train`; training arguments are HF's Seq2SeqTrainingArguments."""
+    import torch
+
+    # An unknown stage or method is reported by the parser's choice check, with a suggestion.
+    stage_settings_classes = STAGES[stage].settings if (stage := peek_setting(argv, "stage") or "sft") in STAGES else ()
+    model_args, data_args, training_args, finetuning_args, generating_args, *stage_settings = parse_command(
+        "train", argv, stage_settings_classes, training_defaults(peek_setting(argv, "finetuning_type") or "lora")
     )
-    if data_args.max_source_length and data_args.max_target_length:
-        data_args.cutoff_len = data_args.max_source_length + data_args.max_target_length
+    if training_args.include_num_input_tokens_seen == "no":
+        training_args.include_num_input_tokens_seen = COUNTED_TOKENS["include_num_input_tokens_seen"]
     raise_if_problems(
         check_model(model_args)
         + check_data(data_args)
         + check_finetuning(model_args, finetuning_args)
         + check_training(training_args, data_args, torch.cuda.is_available())
         + check_micro_batches(training_args, finetuning_args)
-        + check_evaluation(training_args, data_args, finetuning_args.stage)
+        + check_evaluation(training_args, data_args, STAGES[finetuning_args.stage])
         + check_generation(generating_args)
     )
-    return model_args, data_args, training_args, finetuning_args, generating_args
+    return TrainArgs(model_args, data_args, training_args, finetuning_args, generating_args, tuple(stage_settings))
 
 
 def get_eval_args(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments, Any, GeneratingArguments]:
     """Arguments for `glmtune eval`: the same settings as training (its config files carry over) with EVAL_DEFAULTS."""
-    from transformers import Seq2SeqTrainingArguments
-
-    model_args, data_args, training_args, _, generating_args = parse_dataclasses(
-        (ModelArguments, DataArguments, Seq2SeqTrainingArguments, FinetuningArguments, GeneratingArguments),
-        argv,
-        EVAL_DEFAULTS,
-    )
+    model_args, data_args, training_args, _, generating_args = parse_command("eval", argv, defaults=EVAL_DEFAULTS)
     raise_if_problems(
         check_model(model_args)
         + check_data(data_args)

@@ -1,17 +1,16 @@
 """What to train: the stage and the fine-tuning method with its hyper-parameters."""
 
 from dataclasses import dataclass, field
-from typing import Literal
 
-STAGE_NAMES = ("pt", "sft", "rm", "dpo", "ppo")
-FINETUNING_TYPES = ("lora", "p_tuning", "freeze", "full")
+from glmtune.methods import method_names
+from glmtune.stages import stage_names
 
 
 @dataclass
 class FinetuningArguments:
-    stage: Literal["pt", "sft", "rm", "dpo", "ppo"] = field(default="sft", metadata={"help": "Training stage."})
-    finetuning_type: Literal["lora", "p_tuning", "freeze", "full"] = field(
-        default="lora", metadata={"help": "Fine-tuning method."}
+    stage: str = field(default="sft", metadata={"help": "Training stage.", "choices": stage_names()})
+    finetuning_type: str = field(
+        default="lora", metadata={"help": "Fine-tuning method.", "choices": method_names()}
     )
     lora_rank: int = field(default=8, metadata={"help": "LoRA rank."})
     lora_alpha: float | None = field(default=None, metadata={"help": "LoRA scale numerator; empty: 2 x rank."})
@@ -39,5 +38,3 @@ class FinetuningArguments:
             "DeepSpeed."
         },
     )
-    dpo_beta: float = field(default=0.1, metadata={"help": "DPO temperature beta."})
-    reward_model: str | None = field(default=None, metadata={"help": "PPO: path to a reward model checkpoint."})

@@ -2,36 +2,21 @@
 
 import dataclasses
 
-from glmtune.hparams.api_args import ApiArguments
-from glmtune.hparams.data_args import DataArguments
-from glmtune.hparams.export_args import ExportArguments
-from glmtune.hparams.finetuning_args import FinetuningArguments
-from glmtune.hparams.generating_args import GeneratingArguments
-from glmtune.hparams.model_args import ModelArguments
-from glmtune.hparams.parser import ARG_ALIASES
-
-
-def command_settings() -> dict[str, tuple[type, ...]]:
-    """Settings per command; data's own arguments live with the inspect command."""
-    from glmtune.data.inspect import InspectArguments
-
-    return {
-        "api": (ModelArguments, DataArguments, GeneratingArguments, ApiArguments),
-        "chat": (ModelArguments, DataArguments, GeneratingArguments),
-        "data": (InspectArguments, ModelArguments, DataArguments),
-        "eval": (ModelArguments, DataArguments, GeneratingArguments),
-        "export": (ModelArguments, ExportArguments),
-        "train": (ModelArguments, DataArguments, FinetuningArguments, GeneratingArguments),
-    }
+from glmtune.hparams.entry import COMMAND_SETTINGS
+from glmtune.hparams.parser import ARG_ALIASES, field_choices
 
 
 def settings_help(command: str) -> str:
     lines = [f"usage: glmtune {command} [CONFIG.yaml] [key=value ...] [--flag value ...]", ""]
-    for cls in command_settings().get(command, ()):
+    for cls in COMMAND_SETTINGS.get(command, ()):
+        if isinstance(cls, str):  # transformers' training arguments: listed by the last line, not imported
+            continue
         lines.append(f"{cls.__name__}:")
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else ""
-            lines.append(f"  --{f.name} (default: {default})\n      {f.metadata.get('help', '')}")
+            choices = field_choices(f)
+            one_of = f"; one of {', '.join(map(str, choices))}" if choices else ""
+            lines.append(f"  --{f.name} (default: {default}{one_of})\n      {f.metadata.get('help', '')}")
         lines.append("")
     if command == "train":
         lines.append("plus every transformers Seq2SeqTrainingArguments flag (output_dir, learning_rate, ...).")

@@ -123,16 +123,22 @@ def accepts_str_only(annotation: Any) -> bool:
     return options - {type(None)} == {str}
 
 
-def check_literal_fields(instance: Any) -> None:
+def field_choices(f: dataclasses.Field) -> tuple[Any, ...] | None:
+    """A field's allowed values: its Literal type's, or the `choices` its metadata takes from a registry."""
+    if typing.get_origin(f.type) is typing.Literal:
+        return typing.get_args(f.type)
+    return f.metadata.get("choices")
+
+
+def check_choice_fields(instance: Any) -> None:
     """argparse checks choices only for command-line values; YAML values are checked here."""
     for f in dataclasses.fields(instance):
-        if typing.get_origin(f.type) is typing.Literal:
-            value = getattr(instance, f.name)
-            choices = typing.get_args(f.type)
-            if value not in choices:
-                raise ConfigError(
-                    f"{f.name}={value!r} is not one of {', '.join(map(str, choices))}{did_you_mean(str(value), choices)}"
-                )
+        choices = field_choices(f)
+        value = getattr(instance, f.name)
+        if choices is not None and value not in choices and value != f.default:  # None may mean "unset"
+            raise ConfigError(
+                f"{f.name}={value!r} is not one of {', '.join(map(str, choices))}{did_you_mean(str(value), choices)}"
+            )
 
 
 def peek_setting(argv: Sequence[str], name: str) -> Any:
@@ -177,7 +183,7 @@ def parse_dataclasses(
         name = (unknown or remaining)[0].lstrip("-").split("=")[0]
         raise ConfigError(f"unknown argument {(unknown or remaining)[0]!r}{did_you_mean(name, fields)}")
     for instance in instances:
-        check_literal_fields(instance)
+        check_choice_fields(instance)
     return tuple(instances)
 
 

@@ -11,6 +11,8 @@ from glmtune.hparams.data_args import DataArguments
 from glmtune.hparams.finetuning_args import FinetuningArguments
 from glmtune.hparams.generating_args import GeneratingArguments
 from glmtune.hparams.model_args import ModelArguments
+from glmtune.methods import METHODS
+from glmtune.stages import STAGES, Stage
 
 
 def check_model(model_args: ModelArguments) -> list[str]:
@@ -59,20 +61,23 @@ def check_data(data_args: DataArguments) -> list[str]:
 
 def check_finetuning(model_args: ModelArguments, finetuning_args: FinetuningArguments) -> list[str]:
     problems = []
-    method = finetuning_args.finetuning_type
+    name = finetuning_args.finetuning_type
+    method = METHODS[name]
     adapters = split_names(model_args.adapter_name_or_path)
-    if model_args.quantization_bit is not None and method in ("full", "freeze"):
+    adapter_methods = " or ".join(known for known, record in METHODS.items() if record.adapter)
+    if model_args.quantization_bit is not None and not method.adapter:
         problems.append(
-            f"quantization_bit={model_args.quantization_bit} with finetuning_type={method}: quantized weights "
-            "cannot be updated; use finetuning_type=lora (QLoRA) or drop quantization_bit"
+            f"quantization_bit={model_args.quantization_bit} with finetuning_type={name}: quantized weights "
+            f"cannot be updated; use finetuning_type={adapter_methods} (lora on quantized weights is QLoRA) "
+            "or drop quantization_bit"
         )
-    if adapters and method in ("full", "freeze"):
+    if adapters and not method.adapter:
         problems.append(
-            f"adapter_name_or_path with finetuning_type={method}: adapters continue lora or p_tuning; "
+            f"adapter_name_or_path with finetuning_type={name}: adapters continue {adapter_methods}; "
             "merge them first with `glmtune export`"
         )
-    if method == "p_tuning" and len(adapters) > 1:
-        problems.append("p_tuning prefixes cannot be merged: give a single adapter_name_or_path")
+    if method.adapter and not method.mergeable and len(adapters) > 1:
+        problems.append(f"{name} adapters cannot be merged: give a single adapter_name_or_path")
     if finetuning_args.lora_rank <= 0:
         problems.append(f"lora_rank={finetuning_args.lora_rank}: must be at least 1")
     if not 0 <= finetuning_args.lora_dropout < 1:
@@ -81,10 +86,6 @@ def check_finetuning(model_args: ModelArguments, finetuning_args: FinetuningArgu
         problems.append(f"pre_seq_len={finetuning_args.pre_seq_len}: must be at least 1")
     if finetuning_args.num_layer_trainable == 0:
         problems.append("num_layer_trainable=0 trains nothing: use N > 0 (last N layers) or N < 0 (first N)")
-    if finetuning_args.stage == "ppo" and not finetuning_args.reward_model:
-        problems.append("stage=ppo needs reward_model (path to a reward model checkpoint)")
-    if finetuning_args.stage in ("rm", "ppo", "dpo") and method == "p_tuning":
-        problems.append(f"stage={finetuning_args.stage} supports lora, freeze or full, not p_tuning")
     if finetuning_args.micro_batch_tokens is not None and finetuning_args.micro_batch_tokens < 0:
         problems.append(f"micro_batch_tokens={finetuning_args.micro_batch_tokens}: must be >= 0 (0 turns it off)")
     return problems
@@ -111,8 +112,13 @@ def check_training(training_args: Any, data_args: DataArguments, cuda_available:
     return problems
 
 
-def check_evaluation(training_args: Any, data_args: DataArguments, stage: str) -> list[str]:
-    """Evaluation during and after training needs held-out data; predictions need generation and sft data."""
+def predicts_after_training(training_args: Any) -> bool:
+    """ChatGLM Efficient Tuning's switch for generating on held-out data: do_predict, or do_eval, with predict_with_generate."""
+    return bool(training_args.predict_with_generate and (training_args.do_predict or training_args.do_eval))
+
+
+def check_evaluation(training_args: Any, data_args: DataArguments, stage: Stage) -> list[str]:
+    """Evaluation during and after training needs held-out data; predictions need generation and reference answers."""
     problems = []
     held_out = bool(data_args.val_size or data_args.eval_dataset)
     strategy = getattr(training_args.eval_strategy, "value", training_args.eval_strategy)
@@ -120,10 +126,12 @@ def check_evaluation(training_args: Any, data_args: DataArguments, stage: str) -
         problems.append(f"eval_strategy={strategy} evaluates on held-out data: set val_size (e.g. 0.1) or eval_dataset")
     if training_args.do_predict and not training_args.predict_with_generate:
         problems.append("do_predict writes generated predictions: add predict_with_generate")
-    if training_args.predict_with_generate and stage != "sft":
-        problems.append(f"predict_with_generate needs stage sft (prompts with reference answers), not {stage}")
-    generates = training_args.predict_with_generate and (training_args.do_predict or training_args.do_eval)
-    if training_args.do_train and generates and not held_out:
+    if training_args.predict_with_generate and not stage.predicts:
+        predicting = ", ".join(name for name, record in STAGES.items() if record.predicts)
+        problems.append(
+            f"predict_with_generate needs a stage whose data has reference answers ({predicting}), not {stage.name}"
+        )
+    if training_args.do_train and predicts_after_training(training_args) and not held_out:
         problems.append("predicting after training needs held-out data: set val_size or eval_dataset")
     if training_args.per_device_eval_batch_size < 1:
         problems.append(f"per_device_eval_batch_size={training_args.per_device_eval_batch_size}: must be at least 1")

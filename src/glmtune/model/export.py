@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 def export_model(model_args: ModelArguments, export_args: ExportArguments) -> Path:
     import torch
 
-    from glmtune.model.loader import load_model, load_tokenizer
+    from glmtune.data.tokenizer import load_tokenizer
+    from glmtune.model.loader import load_model
 
     target = Path(export_args.export_dir).expanduser()
     if target.exists() and any(target.iterdir()) and not export_args.export_overwrite:
@@ -43,7 +44,7 @@ def export_model(model_args: ModelArguments, export_args: ExportArguments) -> Pa
         work_dir.rename(target)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
-    logger.warning("exported a merged model to %s", target)
+    logger.info("exported a merged model to %s", target)
     return target
 
 

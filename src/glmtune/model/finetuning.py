@@ -1,12 +1,11 @@
-"""Make a loaded model trainable by the chosen method: lora, p_tuning, freeze or full.
+"""Make a loaded model trainable by the chosen method: the setup functions of the method registry.
 
-Each method is one function registered in FINETUNING_METHODS; adding a method never
-touches a central if/elif.
+Each method is one function here named by its record in glmtune/methods.py; adding a method
+never touches a central if/elif.
 """
 
 import logging
 import re
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -15,6 +14,7 @@ from glmtune.errors import ConfigError
 from glmtune.hparams.finetuning_args import FinetuningArguments
 from glmtune.hparams.model_args import ModelArguments
 from glmtune.hparams.validation import split_names
+from glmtune.methods import get_method
 from glmtune.model.adapters import check_adapter_dir
 
 logger = logging.getLogger(__name__)
@@ -99,20 +99,12 @@ def upcast_trainable(model: Any) -> None:
             parameter.data = parameter.data.float()
 
 
-FINETUNING_METHODS: dict[str, Callable[[Any, ModelArguments, FinetuningArguments], Any]] = {
-    "lora": setup_lora,
-    "p_tuning": setup_prefix,
-    "freeze": setup_freeze,
-    "full": setup_full,
-}
-
-
 def prepare_for_training(model: Any, model_args: ModelArguments, finetuning_args: FinetuningArguments) -> Any:
     if model_args.quantization_bit is not None:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    model = FINETUNING_METHODS[finetuning_args.finetuning_type](model, model_args, finetuning_args)
+    model = get_method(finetuning_args.finetuning_type).load_setup()(model, model_args, finetuning_args)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     logger.info("trainable parameters: %d of %d (%.4f%%)", trainable, total, 100 * trainable / max(total, 1))

@@ -1,7 +1,6 @@
 """Trainer callbacks: metrics JSONL, complete-checkpoint markers and the final summary line."""
 
 import json
-import logging
 import resource
 import sys
 import time
@@ -10,10 +9,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from glmtune.train.checkpoints import mark_complete
-
-logger = logging.getLogger(__name__)
-METRICS_FILE = "metrics.jsonl"
+from glmtune.metrics_file import METRICS_FILE
+from glmtune.paths import mark_complete
 
 
 def peak_memory_mb() -> float:

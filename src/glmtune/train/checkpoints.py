@@ -4,17 +4,9 @@ import re
 from pathlib import Path
 
 from glmtune.errors import ConfigError
+from glmtune.paths import COMPLETE_MARKER, is_complete
 
-COMPLETE_MARKER = ".glmtune-complete"
 CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
-
-
-def mark_complete(checkpoint_dir: Path) -> None:
-    (checkpoint_dir / COMPLETE_MARKER).write_text("saved\n", encoding="utf-8")
-
-
-def is_complete(checkpoint_dir: Path) -> bool:
-    return (checkpoint_dir / COMPLETE_MARKER).is_file()
 
 
 def newest_complete_checkpoint(output_dir: Path) -> Path | None:

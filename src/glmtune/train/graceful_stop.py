@@ -32,7 +32,7 @@ class GracefulStop(TrainerCallback):
             self.previous_handlers[number] = signal.signal(number, self.handle)
 
     def handle(self, number: int, frame: FrameType | None) -> None:
-        logger.warning("%s received: saving a checkpoint and stopping after this step", signal.Signals(number).name)
+        logger.info("%s received: saving a checkpoint and stopping after this step", signal.Signals(number).name)
         self.requested.set()
         self.restore_handlers()
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from glmtune.data.preprocess import IGNORE_INDEX  # prompt and padding positions
+from glmtune.data.schema import IGNORE_INDEX  # prompt and padding positions
 from glmtune.train.chunked_head import chunked_cross_entropy_sum
 
 # Heads that post-process logits (soft-capping, scaling) need the model's own loss path.

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from glmtune.data.preprocess import IGNORE_INDEX
+from glmtune.data.packing import pack_rows
 from glmtune.model.adapters import base_model
 
 SPLITTABLE_KEYS = {"input_ids", "labels", "attention_mask", "position_ids"}
@@ -54,45 +54,6 @@ def row_lengths(batch: dict[str, torch.Tensor]) -> list[int]:
     return [batch["input_ids"].shape[1]] * batch["input_ids"].shape[0]
 
 
-def first_fit_decreasing(lengths: list[int], budget: int) -> list[list[int]]:
-    """Row indices grouped so each group's total length stays within budget (a longer row stands alone)."""
-    bins: list[list[int]] = []
-    totals: list[int] = []
-    for row in sorted(range(len(lengths)), key=lambda index: -lengths[index]):
-        for index, total in enumerate(totals):
-            if total + lengths[row] <= budget:
-                bins[index].append(row)
-                totals[index] += lengths[row]
-                break
-        else:
-            bins.append([row])
-            totals.append(lengths[row])
-    return bins
-
-
-def join_rows(batch: dict[str, torch.Tensor], rows: list[int], lengths: list[int]) -> dict[str, torch.Tensor]:
-    """The rows' real tokens as one sequence; positions restart per row and no label crosses a row boundary."""
-    labels = []
-    for order, row in enumerate(rows):
-        row_labels = batch["labels"][row, : lengths[row]].clone()
-        if order:
-            row_labels[0] = IGNORE_INDEX  # the previous row's last token must not predict this row's first
-        labels.append(row_labels)
-    joined = {
-        "input_ids": torch.cat([batch["input_ids"][row, : lengths[row]] for row in rows])[None],
-        "labels": torch.cat(labels)[None],
-    }
-    if "position_ids" in batch:
-        joined["position_ids"] = torch.cat([batch["position_ids"][row, : lengths[row]] for row in rows])[None]
-    elif len(rows) > 1:
-        joined["position_ids"] = torch.cat([torch.arange(lengths[row]) for row in rows])[None]
-    elif "attention_mask" in batch:
-        joined["attention_mask"] = batch["attention_mask"][rows[0], : lengths[rows[0]]][None]
-    if "position_ids" in joined:
-        joined.update(sample_boundaries(joined["position_ids"][0]))
-    return joined
-
-
 def sample_boundaries(position_ids: torch.Tensor) -> dict[str, Any]:
     """Flash attention's description of the samples in one packed sequence, for per-sample attention
     (model/segment_attention.py); a sample starts wherever positions do not count on (transformers' rule)."""
@@ -104,6 +65,17 @@ def sample_boundaries(position_ids: torch.Tensor) -> dict[str, Any]:
     return {"cu_seq_lens_q": boundaries, "cu_seq_lens_k": boundaries, "max_length_q": longest, "max_length_k": longest}
 
 
+def packed_micro_batch(sequence: dict[str, list[int]]) -> dict[str, Any]:
+    """One packed sequence as a batch of one row, with its sample boundaries."""
+    batch: dict[str, Any] = {name: torch.tensor([ids], dtype=torch.long) for name, ids in sequence.items()}
+    return {**batch, **sample_boundaries(batch["position_ids"][0])}
+
+
+def single_row(batch: dict[str, torch.Tensor], row: int, length: int) -> dict[str, torch.Tensor]:
+    """One row without its padding, its other inputs unchanged."""
+    return {name: values[row : row + 1, :length] for name, values in batch.items()}
+
+
 def split_into_micro_batches(batch: dict[str, Any], token_budget: int, pack: bool) -> list[dict[str, Any]]:
     """The batch as micro-batches of at most token_budget real tokens (one row each when pack is False).
 
@@ -113,5 +85,12 @@ def split_into_micro_batches(batch: dict[str, Any], token_budget: int, pack: boo
     if set(batch) - SPLITTABLE_KEYS or "labels" not in batch:
         return [batch]
     lengths = row_lengths(batch)
-    groups = first_fit_decreasing(lengths, token_budget) if pack else [[row] for row in range(len(lengths))]
-    return [join_rows(batch, rows, lengths) for rows in groups]
+    if not pack:
+        return [single_row(batch, row, length) for row, length in enumerate(lengths)]
+    rows = {
+        name: [batch[name][row, :length].tolist() for row, length in enumerate(lengths)]
+        for name in ("input_ids", "labels", "position_ids")
+        if name in batch
+    }
+    packed = pack_rows(rows["input_ids"], rows["labels"], token_budget, rows.get("position_ids"))
+    return [packed_micro_batch(sequence) for sequence in packed]

@@ -1,31 +1,8 @@
 """Loss curves from metrics.jsonl, saved as PNG next to the checkpoints."""
 
-import json
 from pathlib import Path
 
-from glmtune.train.callbacks import METRICS_FILE
-
-
-def read_metric(output_dir: Path, key: str) -> tuple[list[int], list[float]]:
-    steps, values = [], []
-    path = output_dir / METRICS_FILE
-    if not path.is_file():
-        return steps, values
-    for line in path.read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        if key in record:
-            steps.append(record["step"])
-            values.append(record[key])
-    return steps, values
-
-
-def smooth(values: list[float], weight: float = 0.9) -> list[float]:
-    """Exponential moving average with bias correction, so early points are not pulled to zero."""
-    smoothed, average = [], 0.0
-    for index, value in enumerate(values, start=1):
-        average = weight * average + (1 - weight) * value
-        smoothed.append(average / (1 - weight**index))
-    return smoothed
+from glmtune.metrics_file import read_metric, smooth
 
 
 def plot_loss(output_dir: str | Path) -> Path | None:

@@ -1,21 +1,9 @@
-"""`glmtune train`: parse and validate settings, then run the stage's function."""
+"""`glmtune train`: parse and validate settings, then run the stage's recipe from the stage registry."""
 
-import logging
-from collections.abc import Callable, Sequence
-from functools import partial
-from typing import Any
+from collections.abc import Sequence
 
 from glmtune.errors import ConfigError
-
-logger = logging.getLogger(__name__)
-
-
-def stage_functions(generating_args: Any) -> dict[str, Callable[..., dict[str, Any]]]:
-    """Stage name -> function(model_args, data_args, training_args, finetuning_args); sft also predicts after training."""
-    from glmtune.train.pt import run_pt
-    from glmtune.train.sft import run_sft
-
-    return {"sft": partial(run_sft, generating_args=generating_args), "pt": run_pt}
+from glmtune.hparams.entry import TrainArgs
 
 
 def main(argv: Sequence[str]) -> int:
@@ -28,35 +16,33 @@ def main(argv: Sequence[str]) -> int:
     from transformers import set_seed
 
     from glmtune.eval.metrics import check_metrics_installed
-    from glmtune.hparams.entry import get_train_args
+    from glmtune.hparams.entry import get_train_args, write_train_config
+    from glmtune.hparams.validation import predicts_after_training
+    from glmtune.stages import get_stage
     from glmtune.train.checkpoints import resolve_resume
-    from glmtune.train.sft import generates_after_training
-    from glmtune.train.session import write_resolved_config
 
-    model_args, data_args, training_args, finetuning_args, generating_args = get_train_args(argv)
-    if not training_args.do_train:
-        return predict_only(model_args, data_args, training_args, generating_args)
-    if generates_after_training(training_args):
+    args = get_train_args(argv)
+    if not args.training.do_train:
+        return predict_only(args)
+    if predicts_after_training(args.training):
         check_metrics_installed()  # before hours of training, not after
-    stages = stage_functions(generating_args)
-    if finetuning_args.stage not in stages:
-        raise ConfigError(f"stage={finetuning_args.stage} is not available yet; available: {', '.join(stages)}")
-    resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)  # a bad path fails before any loading
-    write_resolved_config(training_args.output_dir, model_args, data_args, training_args, finetuning_args, generating_args)
-    set_seed(training_args.seed)
-    stages[finetuning_args.stage](model_args, data_args, training_args, finetuning_args)
+    resolve_resume(args.training.resume_from_checkpoint, args.training.output_dir)  # a bad path fails before loading
+    write_train_config(args)
+    set_seed(args.training.seed)
+    stage = get_stage(args.finetuning.stage)
+    stage.load_recipe()(stage, args)
     return 0
 
 
-def predict_only(model_args: Any, data_args: Any, training_args: Any, generating_args: Any) -> int:
+def predict_only(args: TrainArgs) -> int:
     """`glmtune train --do_train false --do_predict --predict_with_generate`, as ChatGLM Efficient Tuning ran evaluation."""
     from transformers import set_seed
 
     from glmtune.eval.runner import run_eval
-    from glmtune.train.sft import generates_after_training
+    from glmtune.hparams.validation import predicts_after_training
 
-    if not generates_after_training(training_args):
+    if not predicts_after_training(args.training):
         raise ConfigError("do_train=false leaves nothing to do: add do_predict and predict_with_generate, or use `glmtune eval`")
-    set_seed(training_args.seed)
-    run_eval(model_args, data_args, training_args, generating_args)
+    set_seed(args.training.seed)
+    run_eval(args.model, args.data, args.training, args.generating)
     return 0

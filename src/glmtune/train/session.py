@@ -1,42 +1,42 @@
 """What every stage shares: the trainer set-up, training with resume, and saving the results."""
 
 import logging
-from pathlib import Path
 from typing import Any
 
-from glmtune.hparams.entry import train_settings_yaml
-from glmtune.train.callbacks import CompleteCheckpointMarker, MetricsLogger, summary_line
+from glmtune.data.pipeline import TokenizedData
+from glmtune.train.callbacks import (
+    CompleteCheckpointMarker,
+    MetricsLogger,
+    summary_line,
+)
 from glmtune.train.checkpoints import resolve_resume
 from glmtune.train.graceful_stop import GracefulStop
 from glmtune.train.plot import plot_loss
 from glmtune.train.trainer import GlmtuneTrainer
 
 logger = logging.getLogger(__name__)
-CONFIG_FILE = "train_config.yaml"
-
-
-def write_resolved_config(output_dir: str, *arguments: Any) -> Path:
-    """Save the fully resolved settings first, so even a crashed run says how it was started."""
-    path = Path(output_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / CONFIG_FILE).write_text(train_settings_yaml(*arguments), encoding="utf-8")
-    return path / CONFIG_FILE
 
 
 def build_trainer(
-    model: Any, tokenizer: Any, training_args: Any, train_set: Any, eval_set: Any, collator: Any, micro_batch_tokens: int
+    model: Any,
+    tokenizer: Any,
+    training_args: Any,
+    data: TokenizedData,
+    collator: Any,
+    micro_batch_tokens: int,
+    packs_rows: bool,
 ) -> GlmtuneTrainer:
-    if training_args.include_num_input_tokens_seen == "no":
-        training_args.include_num_input_tokens_seen = "non_padding"  # effective tokens/s needs the count
+    """The trainer with glmtune's callbacks: metrics.jsonl, complete-checkpoint markers, graceful stop."""
     return GlmtuneTrainer(
         model=model,
         args=training_args,
-        train_dataset=train_set,
-        eval_dataset=eval_set,
+        train_dataset=data.train,
+        eval_dataset=data.validation,
         data_collator=collator,
         processing_class=tokenizer,
         callbacks=[MetricsLogger(), CompleteCheckpointMarker(), GracefulStop()],
         micro_batch_tokens=micro_batch_tokens,
+        packs_micro_batches=packs_rows,
     )
 
 
@@ -45,7 +45,7 @@ def train_and_save(trainer: GlmtuneTrainer, plot: bool) -> dict[str, Any]:
     args = trainer.args
     resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
     if resume:
-        logger.warning("resuming from %s", resume)
+        logger.info("resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
     trainer.save_state()

@@ -1,42 +1,38 @@
-"""Supervised fine-tuning: loss on assistant turns of chat data."""
+"""Causal-LM training: supervised fine-tuning (loss on assistant turns) and pre-training (loss on all text).
+
+Both stages share this recipe; their registry records differ in the data shape they encode.
+"""
 
 from typing import Any
 
-from glmtune.data.collators import SupervisedCollator
 from glmtune.data.pipeline import build_tokenized_data
 from glmtune.data.templates import get_template
+from glmtune.data.tokenizer import load_tokenizer
 from glmtune.errors import ConfigError
-from glmtune.hparams.generating_args import GeneratingArguments
+from glmtune.hparams.entry import TrainArgs
+from glmtune.hparams.validation import predicts_after_training
 from glmtune.model.finetuning import prepare_for_training
-from glmtune.model.loader import load_model, load_tokenizer
+from glmtune.model.loader import load_model
+from glmtune.model.segment_attention import use_segment_attention
+from glmtune.stages import Stage
 from glmtune.train.micro_batches import micro_batch_token_budget, supports_packed_rows
 from glmtune.train.session import build_trainer, train_and_save
 
 
-def generates_after_training(training_args: Any) -> bool:
-    """ChatGLM Efficient Tuning's switch: do_predict, or do_eval, with predict_with_generate."""
-    return bool(training_args.predict_with_generate and (training_args.do_predict or training_args.do_eval))
-
-
-def run_sft(
-    model_args: Any,
-    data_args: Any,
-    training_args: Any,
-    finetuning_args: Any,
-    stage: str = "sft",
-    generating_args: GeneratingArguments | None = None,
-) -> dict[str, Any]:
-    tokenizer = load_tokenizer(model_args)
-    data = build_tokenized_data(data_args, stage, get_template(data_args.template), tokenizer, training_args.seed)
-    model = prepare_for_training(load_model(model_args, for_training=True), model_args, finetuning_args)
-    if data_args.packing and not supports_packed_rows(model):
+def run_sft(stage: Stage, args: TrainArgs) -> dict[str, Any]:
+    tokenizer = load_tokenizer(args.model)
+    data = build_tokenized_data(args.data, stage, get_template(args.data.template), tokenizer, args.training.seed)
+    model = prepare_for_training(load_model(args.model, for_training=True), args.model, args.finetuning)
+    packs_rows = supports_packed_rows(model)
+    if args.data.packing and not packs_rows:
         raise ConfigError("packing needs a transformers model class without prefix tuning: set packing=false")
-    collator = SupervisedCollator(tokenizer, pad_to_multiple_of=8)
-    budget = micro_batch_token_budget(finetuning_args, data_args, training_args)
-    trainer = build_trainer(model, tokenizer, training_args, data.train, data.validation, collator, budget)
-    metrics = train_and_save(trainer, finetuning_args.plot_loss)
-    if generates_after_training(training_args) and trainer.is_world_process_zero():
+    budget = micro_batch_token_budget(args.finetuning, args.data, args.training)
+    if budget and packs_rows:
+        use_segment_attention(model)  # packed micro-batches attend within each sample
+    trainer = build_trainer(model, tokenizer, args.training, data, stage.make_collator(tokenizer), budget, packs_rows)
+    metrics = train_and_save(trainer, args.finetuning.plot_loss)
+    if predicts_after_training(args.training) and trainer.is_world_process_zero():
         from glmtune.eval.runner import predict_after_training
 
-        predict_after_training(model, model_args, data_args, training_args, generating_args)
+        predict_after_training(model, args.model, args.data, args.training, args.generating)
     return metrics

@@ -8,9 +8,9 @@ import torch
 from transformers import Seq2SeqTrainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from glmtune.model.segment_attention import use_segment_attention
-from glmtune.train.loss import IGNORE_INDEX, selective_causal_lm_loss
-from glmtune.train.micro_batches import split_into_micro_batches, supports_packed_rows
+from glmtune.data.schema import IGNORE_INDEX
+from glmtune.train.loss import selective_causal_lm_loss
+from glmtune.train.micro_batches import split_into_micro_batches
 
 
 class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
@@ -38,14 +38,14 @@ class GlmtuneTrainer(Seq2SeqTrainer):
     """Seq2SeqTrainer whose training loss projects to the vocabulary only at labelled positions,
     and which can run each batch as padding-free micro-batches (see micro_batches.py)."""
 
-    def __init__(self, *args: Any, micro_batch_tokens: int = 0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, micro_batch_tokens: int = 0, packs_micro_batches: bool = False, **kwargs: Any) -> None:
+        """micro_batch_tokens: token budget per micro-batch (0: whole padded batches); packs_micro_batches:
+        several rows may share a micro-batch (the model reads sample boundaries from restarting positions)."""
         super().__init__(*args, **kwargs)
         # The loss below is already divided by the label count of the whole accumulated batch.
         self.model_accepts_loss_kwargs = True
         self.micro_batch_tokens = micro_batch_tokens
-        self.packs_micro_batches = supports_packed_rows(self.model)
-        if micro_batch_tokens and self.packs_micro_batches:
-            use_segment_attention(self.model)
+        self.packs_micro_batches = packs_micro_batches
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
         """One optimizer step's forward and backward; with a token budget, one micro-batch at a time.

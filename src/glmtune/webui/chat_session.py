@@ -1,16 +1,21 @@
-"""Chat tab logic: one loaded ChatModel at a time, streamed into Gradio's message list."""
+"""Chat tab logic: one loaded ChatModel at a time, streamed into Gradio's message list.
+
+The inference stack (torch, transformers) is imported when a model is loaded, not when the page is built.
+"""
 
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from glmtune.chat.chat_model import ChatModel
-from glmtune.data.templates import Message
+from glmtune.data.schema import Message
+from glmtune.default_model import DEFAULT_MODEL_ALIAS
 from glmtune.errors import ConfigError
-from glmtune.model.default_model import DEFAULT_MODEL_ALIAS
 from glmtune.webui.forms import adapter_setting, model_setting, settings_argv
 from glmtune.webui.workspace import Workspace
+
+if TYPE_CHECKING:
+    from glmtune.chat.chat_model import ChatModel
 
 
 @dataclass(frozen=True)
@@ -40,11 +45,12 @@ class ChatSession:
 
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
-        self.model: ChatModel | None = None
+        self.model: "ChatModel | None" = None
         self.loaded: str = ""
         self.lock = threading.Lock()
 
     def load(self, choice: ChatChoice) -> str:
+        from glmtune.chat.chat_model import ChatModel
         from glmtune.hparams.entry import get_infer_args
 
         settings = {

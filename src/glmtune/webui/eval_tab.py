@@ -6,7 +6,13 @@ import gradio as gr
 
 from glmtune.errors import ConfigError
 from glmtune.webui.context import POLL_SECONDS, Context, fresh_folder
-from glmtune.webui.eval_job import PREDICTION_COLUMNS, EvalForm, read_metrics, read_predictions, start_eval
+from glmtune.webui.eval_job import (
+    PREDICTION_COLUMNS,
+    EvalForm,
+    read_metrics,
+    read_predictions,
+    start_eval,
+)
 from glmtune.webui.forms import dataset_names
 from glmtune.webui.i18n import LANGUAGES, text
 from glmtune.webui.job_view import job_selector_update, job_state

@@ -2,7 +2,12 @@
 
 from dataclasses import dataclass
 
-from glmtune.webui.forms import adapter_setting, model_setting, output_setting, settings_argv
+from glmtune.webui.forms import (
+    adapter_setting,
+    model_setting,
+    output_setting,
+    settings_argv,
+)
 from glmtune.webui.jobs import JobManager, JobRecord, glmtune_command
 from glmtune.webui.workspace import Workspace
 

@@ -4,8 +4,8 @@ from pathlib import Path
 from typing import Any
 
 from glmtune.data.registry import load_registry
+from glmtune.default_model import DEFAULT_MODEL_ALIAS
 from glmtune.errors import ConfigError
-from glmtune.model.default_model import DEFAULT_MODEL_ALIAS
 from glmtune.webui.workspace import Workspace
 
 

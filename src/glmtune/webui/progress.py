@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from glmtune.train.plot import read_metric, smooth
+from glmtune.metrics_file import read_metric, smooth
 
 TAIL_BYTES = 16_000
 LOG_LINES = 40  # what the log box shows: the newest lines, without scrolling

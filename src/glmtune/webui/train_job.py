@@ -6,7 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glmtune.webui.forms import chosen_datasets, dataset_dir_setting, model_setting, output_setting, settings_argv
+from glmtune.webui.forms import (
+    chosen_datasets,
+    dataset_dir_setting,
+    model_setting,
+    output_setting,
+    settings_argv,
+)
 from glmtune.webui.jobs import JobManager, JobRecord, glmtune_command
 from glmtune.webui.workspace import Workspace
 
@@ -72,14 +78,11 @@ def command_line(settings: dict[str, Any]) -> str:
 
 def start_training(workspace: Workspace, jobs: JobManager, form: TrainForm) -> JobRecord:
     """Validate exactly as `glmtune train` will, save the resolved YAML, then run `glmtune train CONFIG`."""
-    from glmtune.hparams.entry import get_train_args
-    from glmtune.train.session import write_resolved_config
+    from glmtune.hparams.entry import get_train_args, write_train_config
 
     settings = train_settings(workspace, form)
-    arguments = get_train_args(settings_argv(settings))
-    output_dir = Path(settings["output_dir"])
-    config = write_resolved_config(str(output_dir), *arguments)
-    return jobs.start("train", glmtune_command("train", str(config)), output_dir)
+    config = write_train_config(get_train_args(settings_argv(settings)))
+    return jobs.start("train", glmtune_command("train", str(config)), Path(settings["output_dir"]))
 
 
 def preview_rows(workspace: Workspace, form: TrainForm) -> str:

@@ -7,15 +7,21 @@ import pandas as pd
 
 from glmtune.errors import ConfigError
 from glmtune.hparams.entry import TRAINING_DEFAULTS
-from glmtune.hparams.finetuning_args import FINETUNING_TYPES, STAGE_NAMES
+from glmtune.methods import method_names
+from glmtune.stages import stage_names
 from glmtune.webui.context import POLL_SECONDS, Context, fresh_folder
 from glmtune.webui.forms import dataset_names
 from glmtune.webui.i18n import LANGUAGES, text
 from glmtune.webui.job_view import job_selector_update, job_state
 from glmtune.webui.progress import loss_frame
-from glmtune.webui.train_job import TrainForm, command_line, preview_rows, start_training, train_settings
+from glmtune.webui.train_job import (
+    TrainForm,
+    command_line,
+    preview_rows,
+    start_training,
+    train_settings,
+)
 from glmtune.webui.ui_errors import shown_in_page
-
 
 
 def plot_value(output_dir: Path) -> pd.DataFrame | None:
@@ -29,8 +35,8 @@ def build_train_tab(context: Context, demo: gr.Blocks) -> None:
     with gr.Row():
         model = context.textbox("model", placeholder="models/my-model", scale=3)
         template = context.template_dropdown()
-        stage = context.dropdown("stage", choices=list(STAGE_NAMES), value="sft")
-        finetuning_type = context.dropdown("finetuning_type", choices=list(FINETUNING_TYPES), value="lora")
+        stage = context.dropdown("stage", choices=list(stage_names()), value="sft")
+        finetuning_type = context.dropdown("finetuning_type", choices=list(method_names()), value="lora")
     with gr.Row():
         dataset_dir = context.textbox("dataset_dir", placeholder="data", scale=2)
         datasets = context.dropdown("datasets", choices=dataset_names(workspace, ""), multiselect=True, scale=3)

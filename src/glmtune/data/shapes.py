@@ -1,0 +1,86 @@
+"""Data shapes: what a stage's rows are converted into and how they are encoded into samples.
+
+Each stage of the stage registry (glmtune/stages.py) names one shape. A shape says which
+target the converters produce from a source row (a response to learn, plain text, ...), how
+rows are encoded into token ids and labels, and which columns its samples have. A new kind of
+training data is one new record here (and its encoder module).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from datasets import Dataset, List, Value
+
+from glmtune.data.converters import Target
+from glmtune.data.packing import pack_dataset
+from glmtune.data.row_encoding import EncodingOptions, encode_rows, map_rows
+from glmtune.data.schema import LoadReport
+from glmtune.data.supervised import SUPERVISED
+from glmtune.data.templates import ChatFormat
+from glmtune.data.text import text_blocks_batch
+from glmtune.errors import look_up
+
+IDS = List(Value("int32"))
+SAMPLE_COLUMNS = {"input_ids": IDS, "labels": IDS, "length": Value("int32")}
+
+Encode = Callable[[Dataset, dict[str, Any], ChatFormat, Any, EncodingOptions, int | None], tuple[Dataset, LoadReport]]
+
+
+def encode_supervised(
+    dataset: Dataset,
+    columns: dict[str, Any],
+    template: ChatFormat,
+    tokenizer: Any,
+    options: EncodingOptions,
+    num_proc: int | None,
+) -> tuple[Dataset, LoadReport]:
+    """Conversations with their loss masks; with `packing`, several samples per cutoff_len row."""
+    encoded, report = encode_rows(dataset, SUPERVISED, columns, template, tokenizer, options, num_proc)
+    return (pack_dataset(encoded, options.cutoff_len, num_proc) if options.packing else encoded), report
+
+
+def encode_text(
+    dataset: Dataset,
+    columns: dict[str, Any],
+    template: ChatFormat,
+    tokenizer: Any,
+    options: EncodingOptions,
+    num_proc: int | None,
+) -> tuple[Dataset, LoadReport]:
+    """Plain text in cutoff_len blocks; the template is not used."""
+    fn_kwargs = {"tokenizer": tokenizer, "cutoff_len": options.cutoff_len}
+    return map_rows(dataset, text_blocks_batch, columns, num_proc, "tokenizing texts", fn_kwargs)
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """target: what converters make of each source row; columns: the samples' Arrow features
+    (packing adds position_ids); encode: Examples -> samples, with a report of every row."""
+
+    name: str
+    target: Target
+    columns: dict[str, Any]
+    encode: Encode
+
+
+SHAPES: dict[str, DataShape] = {
+    shape.name: shape
+    for shape in (
+        DataShape("text", target="text", columns=SAMPLE_COLUMNS, encode=encode_text),
+        DataShape("supervised", target="response", columns=SAMPLE_COLUMNS, encode=encode_supervised),
+    )
+}
+
+
+def get_shape(name: str) -> DataShape:
+    return look_up(SHAPES, name, "data shape")
+
+
+def encode_dataset(
+    dataset: Dataset, shape: str, template: ChatFormat, tokenizer: Any, data_args: Any
+) -> tuple[Dataset, LoadReport]:
+    """Encode Examples into `shape`'s samples; the report counts rows read, kept, skipped (where and why) and truncated."""
+    record = get_shape(shape)
+    options = EncodingOptions.from_args(data_args)
+    return record.encode(dataset, record.columns, template, tokenizer, options, data_args.preprocessing_num_workers)

@@ -1,0 +1,42 @@
+"""Chat templates: how a conversation becomes text and token ids, turn by turn.
+
+engine lays a conversation out into pieces, tools holds each model family's tool-call
+syntax, catalogue names every template, and encoding turns pieces into token ids.
+"""
+
+from glmtune.data.templates.catalogue import TEMPLATES, get_template
+from glmtune.data.templates.encoding import (
+    EncodedTurn,
+    encode_pieces,
+    encode_prompt,
+    encode_turns,
+)
+from glmtune.data.templates.engine import (
+    TOKEN,
+    ChatFormat,
+    Piece,
+    Template,
+    TokenizerChatTemplate,
+    TurnPieces,
+    split_conversation,
+)
+from glmtune.data.templates.tools import Tools, ToolSyntax, parse_tools
+
+__all__ = [
+    "TEMPLATES",
+    "TOKEN",
+    "ChatFormat",
+    "EncodedTurn",
+    "Piece",
+    "Template",
+    "TokenizerChatTemplate",
+    "ToolSyntax",
+    "Tools",
+    "TurnPieces",
+    "encode_pieces",
+    "encode_prompt",
+    "encode_turns",
+    "get_template",
+    "parse_tools",
+    "split_conversation",
+]

@@ -1,0 +1,76 @@
+"""The stage registry: every list of training stages in glmtune is derived from STAGES.
+
+The CLI's `--stage` choices, `glmtune data inspect`, the data loader's checks, validation, the
+web UI's dropdown and `glmtune train` all read it, so a stage is offered everywhere or nowhere.
+A record names its data shape (see glmtune/data/shapes.py), collator, model head and recipe
+as import paths, so that reading the registry imports neither torch nor the training stack.
+
+Adding a stage: write `train/<stage>.py` with a recipe `run_<stage>(stage, args)`, add one
+`Stage(...)` line below, and a data shape in `data/shapes.py` if its data is new.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from glmtune.errors import look_up
+from glmtune.lazy import load_object
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training stage.
+
+    data: the data shape its rows are converted and encoded into (a key of data.shapes.SHAPES).
+    collator: "module:Class" that batches encoded samples; called with the tokenizer.
+    head: the transformers auto class the model loads with.
+    recipe: "module:function" run as function(stage, args) by `glmtune train`.
+    settings: dataclasses of settings only this stage reads, parsed beside the common ones.
+    predicts: whether its held-out data has reference answers to generate against (BLEU/ROUGE).
+    """
+
+    name: str
+    summary: str
+    data: str
+    collator: str
+    recipe: str
+    head: str = "AutoModelForCausalLM"
+    settings: tuple[type, ...] = ()
+    predicts: bool = False
+
+    def load_recipe(self) -> Any:
+        return load_object(self.recipe)
+
+    def make_collator(self, tokenizer: Any) -> Any:
+        return load_object(self.collator)(tokenizer, pad_to_multiple_of=8)
+
+
+SUPERVISED_COLLATOR = "glmtune.data.collators:SupervisedCollator"
+
+STAGES: dict[str, Stage] = {
+    stage.name: stage
+    for stage in (
+        Stage(
+            name="pt",
+            summary="continued pre-training: next-token loss on plain text packed into cutoff_len blocks",
+            data="text",
+            collator=SUPERVISED_COLLATOR,
+            recipe="glmtune.train.sft:run_sft",
+        ),
+        Stage(
+            name="sft",
+            summary="supervised fine-tuning: loss on the assistant turns of conversations",
+            data="supervised",
+            collator=SUPERVISED_COLLATOR,
+            recipe="glmtune.train.sft:run_sft",
+            predicts=True,
+        ),
+    )
+}
+
+
+def stage_names() -> tuple[str, ...]:
+    return tuple(STAGES)
+
+
+def get_stage(name: str) -> Stage:
+    return look_up(STAGES, name, "stage")

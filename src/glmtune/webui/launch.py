@@ -1,0 +1,54 @@
+"""`glmtune webui`: its flags and the launch, on 127.0.0.1 unless told otherwise.
+
+Gradio and the page are imported only after the flags parse, so `glmtune webui --help`
+answers at once.
+"""
+
+import argparse
+import ipaddress
+import logging
+from collections.abc import Sequence
+
+from glmtune.errors import ConfigError
+from glmtune.webui.workspace import Workspace
+
+logger = logging.getLogger(__name__)
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise ConfigError("--auth takes user:password")
+    return user, password
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="glmtune webui", description="Train, evaluate, chat and export in a browser.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind; 127.0.0.1 keeps the UI on this machine")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--workspace", default=".", help="the only folder the UI reads and writes (default: here)")
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    parser.add_argument("--auth", metavar="USER:PASSWORD", help="ask for this username and password")
+    return parser.parse_args(list(argv))
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    auth = parse_auth(args.auth)
+    workspace = Workspace.at(args.workspace)
+    if (args.share or not is_loopback(args.host)) and auth is None:
+        logger.warning("the web UI starts jobs and reads files in %s: reachable from other machines, use --auth", workspace.root)
+    from glmtune.webui.app import build_app
+
+    demo = build_app(workspace)
+    demo.queue().launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth, show_error=False)
+    return 0
