@@ -56,7 +56,7 @@ def test_env_lists_versions_and_default_model_dir(capsys, tmp_path, monkeypatch)
     monkeypatch.setenv("GLMTUNE_HOME", str(tmp_path))
     assert main(["env"]) == 0
     out = capsys.readouterr().out
-    for name in ("python", "torch", "transformers", "peft", "datasets", "accelerate", "device"):
+    for name in ("python", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "device"):
         assert f"- {name}: " in out
     assert str(tmp_path / "models") in out
 

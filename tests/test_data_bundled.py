@@ -128,13 +128,8 @@ def test_math_4op_loads_with_default_and_overridden_generator_args():
     assert [last_answer(example) for example in examples] == [row["output"] for row in expected]
 
 
-def test_preference_rows_convert_to_pairs():
-    from glmtune.data.converters import convert
-    from glmtune.data.readers import read_rows
-    from glmtune.data.registry import load_registry, resolve
-
-    spec = resolve("preference", load_registry(None))
-    examples = [convert(row, location, spec.row_format, "pair") for location, row in read_rows(spec.path)]
+def test_preference_loads_as_pairs_for_the_rm_stage():
+    examples = load("preference", stage="rm")
     rows = read_resource("preference.json")
     assert len(examples) == len(rows)
     for example, row in zip(examples, rows):

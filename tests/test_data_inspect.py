@@ -66,9 +66,9 @@ def test_percentile_and_statistics_use_observed_values():
 
 
 def test_sequence_columns_pair_ids_with_labels():
-    columns = ["chosen_input_ids", "chosen_labels", "rejected_input_ids", "rejected_labels", "source"]
-    assert sequence_columns(columns) == [("chosen_input_ids", "chosen_labels"), ("rejected_input_ids", "rejected_labels")]
+    assert sequence_columns(["chosen_ids", "rejected_ids", "length"]) == [("chosen_ids", None), ("rejected_ids", None)]
     assert sequence_columns(["input_ids", "attention_mask", "labels"]) == [("input_ids", "labels")]
+    assert sequence_columns(["input_ids", "labels", "position_ids"]) == [("input_ids", "labels")]
 
 
 def test_dataset_name_is_the_first_bare_word():
@@ -195,3 +195,13 @@ def test_bad_names_give_one_line_errors(capsys, tiny_llama_dir, argv, expected):
     assert code == 2
     assert expected in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_pairwise_data_shows_chosen_and_rejected(capsys, tiny_llama_dir):
+    code, out, _ = run_inspect(capsys, "preference", "--stage", "rm", "--model", str(tiny_llama_dir), "-n", "1")
+    assert code == 0
+    headers = [header for header, _, _ in samples(out)]
+    assert any("chosen" in header for header in headers) and any("rejected" in header for header in headers)
+    first = json.loads((Path(__file__).parents[1] / "src/glmtune/resources/preference.json").read_text())[0]
+    texts = "".join(text for _, text, _ in samples(out))
+    assert first["chosen"] in texts and first["rejected"] in texts

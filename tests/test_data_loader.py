@@ -9,10 +9,7 @@ from pathlib import Path
 import pytest
 from datasets import Dataset, IterableDataset
 
-from glmtune.data.converters import convert
 from glmtune.data.loader import load_examples
-from glmtune.data.readers import read_rows
-from glmtune.data.registry import load_registry, resolve
 from glmtune.errors import ConfigError
 from glmtune.hparams.data_args import DataArguments
 
@@ -52,8 +49,10 @@ def prompts(dataset) -> list[str]:
         (LLAMA_FACTORY, "identity", "sft"),
         (LLAMA_FACTORY, "alpaca_en_demo", "sft"),
         (LLAMA_FACTORY, "alpaca_zh_demo", "sft"),
+        (LLAMA_FACTORY, "dpo_en_demo", "rm"),
         (CHATGLM_ET, "self_cognition", "sft"),
         (CHATGLM_ET, "oaast_sft_zh", "sft"),
+        (CHATGLM_ET, "oaast_rm_zh", "rm"),
     ],
 )
 def test_shared_folders_load_unchanged_through_their_dataset_info(folder, name, stage):
@@ -97,21 +96,13 @@ def test_oaast_sft_zh_history_becomes_earlier_messages():
     assert [turn["role"] for turn in example["messages"]] == ["user", "assistant"] * (len(expected) // 2)
 
 
-def pairwise_examples(folder: Path, name: str) -> list[dict]:
-    """A pairwise dataset's rows converted as its dataset_info.json entry says (no stage trains on pairs yet)."""
-    spec = resolve(name, load_registry(folder))
-    assert spec.path is not None and spec.row_format is not None
-    return [convert(row, location, spec.row_format, "pair") for location, row in read_rows(spec.path)]
-
-
 @needs_shared
 def test_pairwise_shared_datasets_end_on_a_user_turn_with_chosen_and_rejected():
     rows = raw(CHATGLM_ET / "oaast_rm_zh.json")
-    rm = pairwise_examples(CHATGLM_ET, "oaast_rm_zh")
-    assert len(rm) == len(rows)
-    assert rm[0]["messages"][-1] == {"role": "user", "content": rows[0]["instruction"]}
-    assert (rm[0]["chosen"]["content"], rm[0]["rejected"]["content"]) == tuple(rows[0]["output"][:2])
-    dpo = pairwise_examples(LLAMA_FACTORY, "dpo_en_demo")
+    rm = load("rm", dataset="oaast_rm_zh", dataset_dir=str(CHATGLM_ET)).train[0]
+    assert rm["messages"][-1] == {"role": "user", "content": rows[0]["instruction"]}
+    assert (rm["chosen"]["content"], rm["rejected"]["content"]) == tuple(rows[0]["output"][:2])
+    dpo = load("rm", dataset="dpo_en_demo", dataset_dir=str(LLAMA_FACTORY)).train
     with_system = next(example for example in dpo if example["system"])
     assert with_system["messages"][-1]["role"] == "user"
     assert dpo[0]["chosen"]["role"] == "assistant" and dpo[0]["rejected"]["content"]
@@ -119,7 +110,7 @@ def test_pairwise_shared_datasets_end_on_a_user_turn_with_chosen_and_rejected():
 
 @needs_shared
 def test_pairwise_data_needs_a_pairwise_stage():
-    with pytest.raises(ConfigError, match="pairwise \\(ranking\\): stages that train on pairs: none yet; not sft"):
+    with pytest.raises(ConfigError, match="pairwise \\(ranking\\): stages that train on pairs: rm; not sft"):
         load("sft", dataset="dpo_en_demo", dataset_dir=str(LLAMA_FACTORY))
     with pytest.raises(
         ConfigError, match="'oaast_rm_zh' has no usable rows for stage sft.*775 skipped: column 'output' is a list"

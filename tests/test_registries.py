@@ -45,7 +45,7 @@ def test_the_web_ui_dropdowns_are_the_registries(tmp_path):
     assert tuple(value for value, _ in dropdowns["Fine-tuning method"].choices) == METHOD_NAMES
 
 
-@pytest.mark.parametrize("stage", ["rm", "dpo", "ppo", "kto", "grpo"])
+@pytest.mark.parametrize("stage", ["dpo", "ppo", "kto", "grpo"])
 def test_a_stage_without_a_trainer_is_refused_everywhere(stage, tmp_path):
     with pytest.raises(ConfigError, match=f"stage.*{stage}"):
         get_train_args(["--stage", stage, "--dataset", "identity", "--output_dir", str(tmp_path)])
@@ -80,7 +80,8 @@ def test_each_stage_loads_and_encodes_its_own_data_shape(tiny_tokenizer_dir):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
     for name, stage in STAGES.items():
-        data_args = DataArguments(dataset="identity", cutoff_len=64, template="qwen")
+        dataset = "preference" if SHAPES[stage.data].target == "pair" else "identity"  # bundled data of each kind
+        data_args = DataArguments(dataset=dataset, cutoff_len=64, template="qwen")
         loaded = load_examples(data_args, name)
         encoded, report = encode_dataset(loaded.train, stage.data, get_template("qwen"), tokenizer, data_args)
         assert set(encoded.column_names) == set(SHAPES[stage.data].columns), name

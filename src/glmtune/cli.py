@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "webui": ("glmtune.webui.launch", "browser UI to train, evaluate, chat and export: --workspace DIR --port 7860"),
     "api": ("glmtune.api.server", "OpenAI-compatible HTTP server: --model M --adapter A --port 8000 --api-key KEY"),
     "export": ("glmtune.model.export", "merge adapters into a standalone model: --model M --adapter A --out DIR"),
+    "score": ("glmtune.eval.score", "score an answer with a reward model (--prompt P --response R), or rank a pairwise --dataset"),
     "data": ("glmtune.data.inspect", "data inspect NAME: rendered and tokenized samples, loss tokens, length stats"),
     "env": ("glmtune.env", "versions, device and the default model's directory"),
 }

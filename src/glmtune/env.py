@@ -4,7 +4,7 @@ import platform
 from collections.abc import Sequence
 from importlib import metadata
 
-PACKAGES = ("glmtune", "torch", "transformers", "peft", "datasets", "accelerate", "tokenizers", "gguf")
+PACKAGES = ("glmtune", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "tokenizers", "gguf")
 OPTIONAL_PACKAGES = ("bitsandbytes", "deepspeed", "gradio", "fastapi")
 
 

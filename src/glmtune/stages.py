@@ -64,6 +64,14 @@ STAGES: dict[str, Stage] = {
             recipe="glmtune.train.sft:run_sft",
             predicts=True,
         ),
+        Stage(
+            name="rm",
+            summary="reward model: a score head trained to rank chosen answers above rejected ones",
+            data="pairwise",
+            collator="glmtune.data.collators:PairwiseCollator",
+            recipe="glmtune.train.rm:run_rm",
+            head="AutoModelForSequenceClassification",
+        ),
     )
 }
 

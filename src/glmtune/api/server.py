@@ -1,7 +1,6 @@
 """`glmtune api`: load the model the way `glmtune chat` does, then serve it with uvicorn."""
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,7 +27,6 @@ def main(argv: Sequence[str]) -> int:
     from glmtune.hparams.entry import get_api_args
 
     model_args, data_args, generating_args, api_args = get_api_args(argv)
-    api_args.api_key = api_args.api_key or os.environ.get("GLMTUNE_API_KEY") or None
     chat_model = ChatModel.from_args(model_args, data_args, generating_args)
     engine = Engine(chat_model, api_args.max_batch_size, api_args.max_waiting)
     app = create_app(engine, api_args, served_name(model_args, api_args.served_model_name))

@@ -73,3 +73,16 @@ class SupervisedCollator:
             batch["position_ids"] = pad_positions(positions, batch["input_ids"].shape[1])
         return batch
 
+
+@dataclass
+class PairwiseCollator:
+    """One batch of 2n rows, the n chosen samples then the n rejected ones, as TRL's reward trainer reads them."""
+
+    tokenizer: Any
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        sequences = [feature[f"{side}_ids"] for side in ("chosen", "rejected") for feature in features]
+        length = padded_length(sequences, self.pad_to_multiple_of)
+        mask = torch.arange(length) < torch.tensor([len(sequence) for sequence in sequences])[:, None]
+        return {"input_ids": pad(sequences, pad_token_id(self.tokenizer), length), "attention_mask": mask.long()}

@@ -105,12 +105,15 @@ def plain_marked(segments: list[Segment]) -> str:
     return "".join(f"{LOSS_OPEN}{piece}{LOSS_CLOSE}" if loss else piece for piece, loss in segments)
 
 
-def sequence_columns(column_names: Sequence[str]) -> list[tuple[str, str]]:
-    """(ids column, labels column) pairs: `input_ids`/`labels`, `chosen_input_ids`/`chosen_labels`, ..."""
-    pairs = []
+def sequence_columns(column_names: Sequence[str]) -> list[tuple[str, str | None]]:
+    """(ids column, labels column) pairs: `input_ids`/`labels`; `chosen_ids` and `rejected_ids` carry no labels
+    (a reward model learns from the score of the whole sequence)."""
+    pairs: list[tuple[str, str | None]] = []
     for column in column_names:
-        if column == "input_ids" or column.endswith("_input_ids"):
-            pairs.append((column, column[: -len("input_ids")] + "labels"))
+        if column == "input_ids":
+            pairs.append((column, "labels" if "labels" in column_names else None))
+        elif column.endswith("_ids") and column != "position_ids":
+            pairs.append((column, None))
     return pairs
 
 
@@ -145,9 +148,9 @@ def show_samples(out: Output, tokenizer: Any, dataset: Any, count: int) -> None:
         row = dataset[index]
         where = f" ({row['source']})" if row.get("source") else ""
         for ids_column, labels_column in columns:
-            runs = loss_runs(row[ids_column], row.get(labels_column))
+            runs = loss_runs(row[ids_column], row[labels_column] if labels_column else None)
             carried = sum(len(ids) for ids, loss in runs if loss)
-            kind = ids_column[: -len("_input_ids")] + " " if ids_column != "input_ids" else ""
+            kind = ids_column[: -len("_ids")] + " " if ids_column != "input_ids" else ""
             out.line()
             out.line(f"── sample {index + 1}{where}: {kind}{len(row[ids_column])} tokens, {carried} carry loss ──")
             out.marked(text_segments(tokenizer, runs))
@@ -182,5 +185,5 @@ def show_statistics(out: Output, dataset: Any) -> None:
     for ids_column, labels_column in sequence_columns(dataset.column_names):
         lengths = [len(ids) for ids in dataset[ids_column]]
         out.line(f"token lengths ({ids_column}): {length_statistics(lengths)}")
-        if labels_column in dataset.column_names:
+        if labels_column:
             out.line(f"loss ({labels_column}): {loss_share(dataset[labels_column], sum(lengths))}")

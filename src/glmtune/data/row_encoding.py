@@ -118,7 +118,7 @@ def encode_batch(
             if isinstance(row, SkipRow):
                 raise row
             sample = encoder.sample(example, [next(encoded) for _ in row], options, report)
-            sample["length"] = max(len(ids) for name, ids in sample.items() if name.endswith("input_ids"))
+            sample["length"] = max(len(ids) for name, ids in sample.items() if name.endswith("ids"))
             reason = ""
         except SkipRow as skip:
             sample, reason = dict.fromkeys(outputs), skip.reason

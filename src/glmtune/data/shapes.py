@@ -14,6 +14,7 @@ from datasets import Dataset, List, Value
 
 from glmtune.data.converters import Target
 from glmtune.data.packing import pack_dataset
+from glmtune.data.pairwise import PAIRWISE
 from glmtune.data.row_encoding import EncodingOptions, encode_rows, map_rows
 from glmtune.data.schema import LoadReport
 from glmtune.data.supervised import SUPERVISED
@@ -23,6 +24,7 @@ from glmtune.errors import look_up
 
 IDS = List(Value("int32"))
 SAMPLE_COLUMNS = {"input_ids": IDS, "labels": IDS, "length": Value("int32")}
+PAIR_COLUMNS = {"chosen_ids": IDS, "rejected_ids": IDS, "length": Value("int32")}
 
 Encode = Callable[[Dataset, dict[str, Any], ChatFormat, Any, EncodingOptions, int | None], tuple[Dataset, LoadReport]]
 
@@ -38,6 +40,18 @@ def encode_supervised(
     """Conversations with their loss masks; with `packing`, several samples per cutoff_len row."""
     encoded, report = encode_rows(dataset, SUPERVISED, columns, template, tokenizer, options, num_proc)
     return (pack_dataset(encoded, options.cutoff_len, num_proc) if options.packing else encoded), report
+
+
+def encode_pairwise(
+    dataset: Dataset,
+    columns: dict[str, Any],
+    template: ChatFormat,
+    tokenizer: Any,
+    options: EncodingOptions,
+    num_proc: int | None,
+) -> tuple[Dataset, LoadReport]:
+    """A prompt with its chosen and its rejected answer (the columns TRL's preference trainers read)."""
+    return encode_rows(dataset, PAIRWISE, columns, template, tokenizer, options, num_proc)
 
 
 def encode_text(
@@ -69,6 +83,7 @@ SHAPES: dict[str, DataShape] = {
     for shape in (
         DataShape("text", target="text", columns=SAMPLE_COLUMNS, encode=encode_text),
         DataShape("supervised", target="response", columns=SAMPLE_COLUMNS, encode=encode_supervised),
+        DataShape("pairwise", target="pair", columns=PAIR_COLUMNS, encode=encode_pairwise),
     )
 }
 

@@ -1,5 +1,6 @@
 """Settings of `glmtune api`: where it listens, who may call it, and how much load it accepts."""
 
+import os
 from dataclasses import dataclass, field
 
 
@@ -24,6 +25,10 @@ class ApiArguments:
     max_tokens_limit: int = field(default=4096, metadata={"help": "Largest max_tokens a request may ask for."})
     max_n: int = field(default=8, metadata={"help": "Largest n (choices per request)."})
     max_body_bytes: int = field(default=1_000_000, metadata={"help": "Largest request body; more is answered 413."})
+
+    def __post_init__(self) -> None:
+        # The key is better kept out of shell history and config files: the environment may hold it.
+        self.api_key = self.api_key or os.environ.get("GLMTUNE_API_KEY") or None
 
     def origins(self) -> list[str]:
         return [origin.strip() for origin in (self.cors_origins or "").split(",") if origin.strip()]

@@ -17,6 +17,7 @@ from glmtune.hparams.generating_args import GeneratingArguments
 from glmtune.hparams.inspect_args import InspectArguments
 from glmtune.hparams.model_args import ModelArguments
 from glmtune.hparams.parser import parse_dataclasses, peek_setting, settings_to_yaml
+from glmtune.hparams.score_args import ScoreArguments
 from glmtune.hparams.validation import (
     check_data,
     check_eval_command,
@@ -71,6 +72,7 @@ COMMAND_SETTINGS: dict[str, tuple[type | str, ...]] = {
     "api": (ModelArguments, DataArguments, GeneratingArguments, ApiArguments),
     "export": (ModelArguments, DataArguments, ExportArguments),
     "data": (InspectArguments, ModelArguments, DataArguments),
+    "score": (ModelArguments, DataArguments, ScoreArguments),
 }
 TRAIN_CONFIG_FILE = "train_config.yaml"
 
@@ -171,6 +173,21 @@ def get_inspect_args(argv: Sequence[str], dataset: str | None) -> tuple[InspectA
         problems.append("inspect reads the whole dataset for its statistics: drop streaming, or limit rows with max_samples")
     raise_if_problems(problems)
     return inspect_args, model_args, data_args
+
+
+def get_score_args(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments, ScoreArguments]:
+    """Arguments for `glmtune score`: a reward model, and one answer or a pairwise dataset to score."""
+    model_args, data_args, score_args = parse_command("score", argv)
+    problems = check_model(model_args)
+    one = score_args.prompt is not None or score_args.response is not None
+    if one and (score_args.prompt is None or score_args.response is None):
+        problems.append("score one answer with both --prompt and --response")
+    if one == bool(data_args.dataset):
+        problems.append("give --prompt and --response, or a pairwise --dataset (accuracy and margin), not both")
+    if score_args.batch_size < 1:
+        problems.append(f"batch_size={score_args.batch_size}: must be at least 1")
+    raise_if_problems(problems + check_data(data_args))
+    return model_args, data_args, score_args
 
 
 def get_train_args(argv: Sequence[str]) -> TrainArgs:

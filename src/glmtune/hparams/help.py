@@ -3,7 +3,7 @@
 import dataclasses
 
 from glmtune.hparams.entry import COMMAND_SETTINGS
-from glmtune.hparams.parser import ARG_ALIASES, field_choices
+from glmtune.hparams.parser import ARG_ALIASES, NEGATED_ALIASES, field_choices
 
 
 def settings_help(command: str) -> str:
@@ -26,5 +26,6 @@ def settings_help(command: str) -> str:
             "transformers' training arguments; decoding is greedy unless do_sample is set. A training config works as is."
         )
     aliases = ", ".join(f"--{alias} = --{name}" for alias, name in ARG_ALIASES.items())
-    lines.append(f"aliases: {aliases}; --use_v2 is accepted and ignored.")
+    negated = ", ".join(f"--{alias} false = --{name} true" for alias, name in NEGATED_ALIASES.items())
+    lines.append(f"aliases: {aliases}; {negated}; --use_v2 is accepted and ignored.")
     return "\n".join(lines)

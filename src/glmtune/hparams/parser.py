@@ -31,6 +31,9 @@ ARG_ALIASES = {
 }
 # ChatGLM Efficient Tuning's `--use_v2` chose ChatGLM2 code paths; glmtune reads the model's own config instead.
 NO_OP_FLAGS = frozenset({"use_v2"})
+# Its `--resume_lora_training False` merged the given adapters and started a new one: glmtune's create_new_adapter.
+NEGATED_ALIASES = {"resume_lora_training": "create_new_adapter"}
+TRUE_WORDS, BOOL_WORDS = ("true", "1", "yes"), ("true", "false", "1", "0", "yes", "no")
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -72,28 +75,46 @@ def split_argv(argv: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
     return settings, flags
 
 
+def is_true(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in TRUE_WORDS
+
+
 def rename_aliases(settings: dict[str, Any]) -> dict[str, Any]:
     renamed: dict[str, Any] = {}
     for key, value in settings.items():
         if key in NO_OP_FLAGS:
             continue
+        if key in NEGATED_ALIASES:
+            renamed[NEGATED_ALIASES[key]] = not is_true(value)
+            continue
         renamed[ARG_ALIASES.get(key, key)] = value
     return renamed
+
+
+def negated_flag(name: str, value: str | None) -> str:
+    """`--resume_lora_training False` as `--create_new_adapter=true` (a bare flag means true)."""
+    return f"--{NEGATED_ALIASES[name]}={str(not is_true(value if value is not None else True)).lower()}"
 
 
 def rename_flag_aliases(flags: list[str]) -> list[str]:
     """Rewrite alias flags to their canonical names and drop no-op flags (with an optional bool value)."""
     renamed: list[str] = []
     skip_value = False
-    for item in flags:
+    for index, item in enumerate(flags):
         if skip_value:
             skip_value = False
-            if item.lower() in ("true", "false", "1", "0", "yes", "no"):
+            if item.lower() in BOOL_WORDS:
                 continue
         if item.startswith("--"):
             name, sep, value = item[2:].partition("=")
             if name in NO_OP_FLAGS:
                 skip_value = not sep
+                continue
+            if name in NEGATED_ALIASES:
+                following = flags[index + 1] if index + 1 < len(flags) else ""
+                given = value if sep else (following if following.lower() in BOOL_WORDS else None)
+                skip_value = not sep and given is not None
+                renamed.append(negated_flag(name, given))
                 continue
             item = f"--{ARG_ALIASES.get(name, name)}{sep}{value}"
         renamed.append(item)

@@ -15,25 +15,26 @@ from glmtune.hparams.finetuning_args import FinetuningArguments
 from glmtune.hparams.model_args import ModelArguments
 from glmtune.hparams.validation import split_names
 from glmtune.methods import get_method
-from glmtune.model.adapters import check_adapter_dir
+from glmtune.model.adapters import load_adapter, peft_task_type
 
 logger = logging.getLogger(__name__)
 LAYER_INDEX = re.compile(r"\.(?:layers|h|blocks|block)\.(\d+)\.")
+SCORE_HEAD = "score"  # transformers' *ForSequenceClassification head
 
 
 def setup_lora(model: Any, model_args: ModelArguments, finetuning_args: FinetuningArguments) -> Any:
     """Merge all given adapters but the last; continue the last one or start a fresh LoRA."""
-    from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+    from peft import LoraConfig, get_peft_model
 
     adapters = split_names(model_args.adapter_name_or_path)
     resume = adapters[-1] if adapters and not finetuning_args.create_new_adapter else None
     for adapter in adapters if resume is None else adapters[:-1]:
-        model = PeftModel.from_pretrained(model, str(check_adapter_dir(adapter))).merge_and_unload()
+        model = load_adapter(model, adapter).merge_and_unload()
     if resume is not None:
-        return PeftModel.from_pretrained(model, str(check_adapter_dir(resume)), is_trainable=True)
+        return load_adapter(model, resume, is_trainable=True)
     targets = split_names(finetuning_args.lora_target)
     config = LoraConfig(
-        task_type=TaskType.CAUSAL_LM,
+        task_type=peft_task_type(model),
         r=finetuning_args.lora_rank,
         lora_alpha=finetuning_args.lora_alpha or 2 * finetuning_args.lora_rank,
         lora_dropout=finetuning_args.lora_dropout,
@@ -49,13 +50,13 @@ def setup_lora(model: Any, model_args: ModelArguments, finetuning_args: Finetuni
 
 def setup_prefix(model: Any, model_args: ModelArguments, finetuning_args: FinetuningArguments) -> Any:
     """P-Tuning v2: trainable key/value prefixes in every layer (PEFT prefix tuning)."""
-    from peft import PeftModel, PrefixTuningConfig, TaskType, get_peft_model
+    from peft import PrefixTuningConfig, get_peft_model
 
     adapters = split_names(model_args.adapter_name_or_path)
     if adapters:
-        return PeftModel.from_pretrained(model, str(check_adapter_dir(adapters[0])), is_trainable=True)
+        return load_adapter(model, adapters[0], is_trainable=True)
     config = PrefixTuningConfig(
-        task_type=TaskType.CAUSAL_LM,
+        task_type=peft_task_type(model),
         num_virtual_tokens=finetuning_args.pre_seq_len,
         prefix_projection=finetuning_args.prefix_projection,
         encoder_hidden_size=model.config.hidden_size,
@@ -73,7 +74,8 @@ def setup_freeze(model: Any, model_args: ModelArguments, finetuning_args: Finetu
     for name, parameter in model.named_parameters():
         match = LAYER_INDEX.search(name)
         in_layer = match is not None and int(match.group(1)) in chosen
-        parameter.requires_grad_(in_layer and (not names or any(word in name for word in names)))
+        new_head = name.startswith(f"{SCORE_HEAD}.")  # a reward model's head starts untrained: it always trains
+        parameter.requires_grad_(new_head or in_layer and (not names or any(word in name for word in names)))
         trainable += parameter.requires_grad
     if not trainable:
         raise ConfigError(

@@ -33,9 +33,17 @@ def pick_dtype(requested: str, device: str):
     return torch.float32
 
 
-def load_model(model_args: ModelArguments, for_training: bool = False):
-    """Load the base model with dtype and device chosen automatically, then any adapters for inference."""
-    from transformers import AutoModelForCausalLM
+CAUSAL_LM = "AutoModelForCausalLM"
+# What a head needs beyond the checkpoint: a reward model's sequence-classification head scores with one number.
+HEAD_OPTIONS: dict[str, dict[str, Any]] = {"AutoModelForSequenceClassification": {"num_labels": 1}}
+
+
+def load_model(model_args: ModelArguments, for_training: bool = False, head: str = CAUSAL_LM):
+    """Load the base model with dtype and device chosen automatically, then any adapters for inference.
+
+    head: the transformers auto class (a stage's Stage.head): a causal LM, or a scoring head for reward models.
+    """
+    import transformers
 
     path, extra = resolve_model_source(model_args.model_name_or_path)
     device = pick_device(model_args.device)
@@ -43,6 +51,7 @@ def load_model(model_args: ModelArguments, for_training: bool = False):
         "dtype": pick_dtype(model_args.dtype, device),
         "trust_remote_code": model_args.trust_remote_code,
         "cache_dir": model_args.cache_dir,
+        **HEAD_OPTIONS.get(head, {}),
         **extra,
     }
     if "gguf_file" not in extra:
@@ -53,7 +62,7 @@ def load_model(model_args: ModelArguments, for_training: bool = False):
         options["quantization_config"] = bitsandbytes_config(model_args, options["dtype"])
         options["device_map"] = device  # quantized weights are placed at load time and cannot be moved later
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, **options)
+        model = getattr(transformers, head).from_pretrained(path, **options)
     except OSError as error:
         raise ModelNotFoundError(f"cannot load model weights from {path}: {first_line(error)}") from error
     if "gguf_file" in extra:

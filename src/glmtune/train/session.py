@@ -1,5 +1,6 @@
 """What every stage shares: the trainer set-up, training with resume, and saving the results."""
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -17,6 +18,23 @@ from glmtune.train.trainer import GlmtuneTrainer
 logger = logging.getLogger(__name__)
 
 
+def glmtune_callbacks() -> list[Any]:
+    """What every stage's trainer reports and guarantees: metrics.jsonl, complete-checkpoint markers, graceful stop."""
+    return [MetricsLogger(), CompleteCheckpointMarker(), GracefulStop()]
+
+
+def trl_config(config_class: type, training_args: Any, **overrides: Any) -> Any:
+    """The parsed training settings as a TRL trainer's config (a TrainingArguments subclass with fields of its own).
+
+    Every TrainingArguments field is carried over, so TRL's own defaults for them (which differ from
+    transformers') never apply silently; its extra fields keep their defaults unless overridden.
+    """
+    from transformers import TrainingArguments
+
+    values = {f.name: getattr(training_args, f.name) for f in dataclasses.fields(TrainingArguments) if f.init}
+    return config_class(**{**values, **overrides})
+
+
 def build_trainer(
     model: Any,
     tokenizer: Any,
@@ -26,7 +44,7 @@ def build_trainer(
     micro_batch_tokens: int,
     packs_rows: bool,
 ) -> GlmtuneTrainer:
-    """The trainer with glmtune's callbacks: metrics.jsonl, complete-checkpoint markers, graceful stop."""
+    """The causal-LM trainer, with glmtune's callbacks."""
     return GlmtuneTrainer(
         model=model,
         args=training_args,
@@ -34,7 +52,7 @@ def build_trainer(
         eval_dataset=data.validation,
         data_collator=collator,
         processing_class=tokenizer,
-        callbacks=[MetricsLogger(), CompleteCheckpointMarker(), GracefulStop()],
+        callbacks=glmtune_callbacks(),
         micro_batch_tokens=micro_batch_tokens,
         packs_micro_batches=packs_rows,
     )

@@ -1,0 +1,46 @@
+"""The pairwise data shape: one prompt with a chosen and a rejected answer, for reward models.
+
+Both answers follow the same prompt, laid out by the template as the conversation's last
+assistant turn. A pair over cutoff_len keeps the beginning of the prompt and of each answer,
+the budget shared as for supervised samples, so both answers are cut at the same length.
+"""
+
+from glmtune.data.row_encoding import EncodingOptions, RowEncoder, SkipRow
+from glmtune.data.schema import ASSISTANT_SIDE, USER_SIDE, Example, LoadReport, Message
+from glmtune.data.templates import EncodedTurn
+from glmtune.data.truncation import over_cutoff, split_budget
+
+
+def pairwise_conversations(example: Example) -> list[list[Message]]:
+    """The history once with the chosen answer and once with the rejected one."""
+    chosen, rejected = example.get("chosen"), example.get("rejected")
+    if not chosen or not rejected:
+        raise SkipRow("no chosen/rejected pair")
+    for name, answer in (("chosen", chosen), ("rejected", rejected)):
+        if answer["role"] not in ASSISTANT_SIDE or not (answer.get("content") or "").strip():
+            raise SkipRow("empty response", name)
+    history = example.get("messages") or []
+    if not history or history[-1]["role"] not in USER_SIDE:
+        raise SkipRow("conversation must end on a user turn before the answer")
+    return [[*history, chosen], [*history, rejected]]
+
+
+def flatten(turns: list[EncodedTurn]) -> list[int]:
+    return [token for prompt, response in turns for token in prompt + response]
+
+
+def pairwise_sample(
+    example: Example, conversations: list[list[EncodedTurn]], options: EncodingOptions, report: LoadReport | None
+) -> dict[str, list[int]]:
+    """chosen_ids and rejected_ids: the shared prompt followed by each answer."""
+    chosen_turns, rejected_turns = conversations
+    *history, (last_prompt, chosen) = chosen_turns
+    prompt, rejected = flatten(history) + last_prompt, rejected_turns[-1][1]
+    longest = max(len(chosen), len(rejected))
+    if over_cutoff(len(prompt) + longest, options, report):
+        prompt_keep, answer_keep = split_budget(len(prompt), longest, options.cutoff_len)
+        prompt, chosen, rejected = prompt[:prompt_keep], chosen[:answer_keep], rejected[:answer_keep]
+    return {"chosen_ids": prompt + chosen, "rejected_ids": prompt + rejected}
+
+
+PAIRWISE = RowEncoder("pairwise", pairwise_conversations, pairwise_sample)

@@ -1,0 +1,38 @@
+"""Reward modelling: a one-number score head on a causal LM's body, trained on chosen/rejected pairs.
+
+TRL's RewardTrainer gives the pairwise loss, -log sigmoid(score(chosen) - score(rejected)), and
+logs accuracy and margin, held-out ones included. The model is transformers' sequence
+classification class, so a LoRA run saves its head in the adapter's safetensors (PEFT's
+modules_to_save) and a plain transformers + PEFT load scores (`glmtune score`).
+"""
+
+from typing import Any
+
+from glmtune.data.pipeline import build_tokenized_data
+from glmtune.data.templates import get_template
+from glmtune.data.tokenizer import load_tokenizer
+from glmtune.hparams.entry import TrainArgs
+from glmtune.model.finetuning import prepare_for_training
+from glmtune.model.loader import load_model
+from glmtune.stages import Stage
+from glmtune.train.session import glmtune_callbacks, train_and_save, trl_config
+
+
+def run_rm(stage: Stage, args: TrainArgs) -> dict[str, Any]:
+    from trl import RewardConfig, RewardTrainer
+
+    tokenizer = load_tokenizer(args.model)
+    data = build_tokenized_data(args.data, stage, get_template(args.data.template), tokenizer, args.training.seed)
+    model = load_model(args.model, for_training=True, head=stage.head)
+    model.config.pad_token_id = tokenizer.pad_token_id  # the head scores each row's last token before padding
+    model = prepare_for_training(model, args.model, args.finetuning)
+    trainer = RewardTrainer(
+        model=model,
+        args=trl_config(RewardConfig, args.training, max_length=None),  # pairs are already cut to cutoff_len
+        train_dataset=data.train,
+        eval_dataset=data.validation,
+        data_collator=stage.make_collator(tokenizer),
+        processing_class=tokenizer,
+        callbacks=glmtune_callbacks(),
+    )
+    return train_and_save(trainer, args.finetuning.plot_loss)
