@@ -30,7 +30,7 @@ def test_eval_loss_is_logged_every_eval_steps_and_plotted(tiny_llama_dir: Path, 
 def test_do_predict_after_training_writes_both_files(tiny_llama_dir: Path, tmp_path: Path):
     argv = train_argv(
         tiny_llama_dir, write_sft_data(tmp_path), tmp_path / "out", "--val_size", "3",
-        "--do_predict", "--predict_with_generate", "--max_new_tokens", "6", "--do_sample", "false",
+        "--do_train", "--do_predict", "--predict_with_generate", "--max_new_tokens", "6", "--do_sample", "false",
     )  # fmt: skip
     out = run_train(argv)
     predictions = [json.loads(line) for line in (out / "generated_predictions.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -58,12 +58,25 @@ def test_predict_only_run_matches_glmtune_eval(tiny_llama_dir: Path, tmp_path: P
     assert read("a") == read("b")
 
 
+def test_chatglm_efficient_tuning_evaluation_command_evaluates_without_training(tiny_llama_dir: Path, tmp_path: Path):
+    """Its README's command: --do_eval with --predict_with_generate and no --do_train evaluates on the dataset itself."""
+    data = write_sft_data(tmp_path, rows=6)
+    adapter = run_train(train_argv(tiny_llama_dir, data, tmp_path / "sft"))
+    argv = ["train", "--stage", "sft", "--model_name_or_path", str(tiny_llama_dir), "--do_eval", "--dataset", str(data),
+            "--template", "qwen", "--checkpoint_dir", str(adapter), "--output_dir", str(tmp_path / "eval"),
+            "--per_device_eval_batch_size", "8", "--max_samples", "5", "--predict_with_generate", "--max_new_tokens", "4"]  # fmt: skip
+    assert cli_main(argv) == 0
+    lines = (tmp_path / "eval" / "generated_predictions.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 5
+    assert not (tmp_path / "eval" / "adapter_model.safetensors").exists()  # nothing was trained
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
         (("--eval_strategy", "steps"), "eval_strategy=steps evaluates on held-out data: set val_size"),
         (("--do_predict",), "do_predict writes generated predictions: add predict_with_generate"),
-        (("--do_predict", "--predict_with_generate"), "predicting after training needs held-out data"),
+        (("--do_train", "--do_predict", "--predict_with_generate"), "predicting after training needs held-out data"),
     ],
 )
 def test_impossible_evaluation_settings_fail_before_loading(tmp_path: Path, capsys, extra: tuple, message: str):

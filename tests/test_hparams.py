@@ -117,3 +117,17 @@ def test_bad_yaml_names_the_file(tmp_path):
 def test_positional_after_flags_is_an_error():
     with pytest.raises(ConfigError):
         get_infer_args(["stray"])
+
+
+def test_export_takes_chatglm_efficient_tuning_output_dir():
+    from glmtune.hparams.entry import get_export_args
+
+    _, _, export_args = get_export_args(["--checkpoint_dir", "c", "--output_dir", "merged"])
+    assert export_args.export_dir == "merged"
+
+
+@pytest.mark.parametrize(("argv", "trains"), [([], True), (["--do_eval"], False), (["--do_predict", "true"], False),
+                                             (["--do_eval", "--do_train"], True)])  # fmt: skip
+def test_evaluation_flags_alone_mean_no_training(argv, trains):
+    args = get_train_args(["--dataset", "d", "--output_dir", "o", "--val_size", "0.2", "--predict_with_generate", *argv])
+    assert args.training.do_train is trains

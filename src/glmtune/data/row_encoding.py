@@ -38,6 +38,16 @@ class EncodingOptions:
         return cls(**{f.name: getattr(data_args, f.name) for f in fields(cls)})
 
 
+@dataclass(frozen=True)
+class EncodingJob:
+    """What encoding a dataset needs besides the rows: the template, the tokenizer, the options, the workers."""
+
+    template: ChatFormat
+    tokenizer: Any
+    options: EncodingOptions
+    num_proc: int | None = None
+
+
 class SkipRow(Exception):
     """A row that cannot become a sample; the caller counts it under `reason` with its location."""
 
@@ -169,14 +179,9 @@ def keep_samples(mapped: Dataset, read: int) -> tuple[Dataset, LoadReport]:
 
 
 def encode_rows(
-    dataset: Dataset,
-    encoder: RowEncoder,
-    columns: dict[str, Any],
-    template: ChatFormat,
-    tokenizer: Any,
-    options: EncodingOptions,
-    num_proc: int | None,
+    dataset: Dataset, encoder: RowEncoder, columns: dict[str, Any], job: EncodingJob
 ) -> tuple[Dataset, LoadReport]:
     """Encode every row with `encoder` into `columns`, counting skips and truncations."""
-    fn_kwargs = {"encoder": encoder, "outputs": tuple(columns), "template": template, "tokenizer": tokenizer, "options": options}
-    return map_rows(dataset, encode_batch, columns, num_proc, f"encoding ({encoder.name})", fn_kwargs)
+    fn_kwargs = {"encoder": encoder, "outputs": tuple(columns), "template": job.template, "tokenizer": job.tokenizer,
+                 "options": job.options}  # fmt: skip
+    return map_rows(dataset, encode_batch, columns, job.num_proc, f"encoding ({encoder.name})", fn_kwargs)

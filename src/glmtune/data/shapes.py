@@ -15,7 +15,12 @@ from datasets import Dataset, List, Value
 from glmtune.data.converters import Target
 from glmtune.data.packing import pack_dataset
 from glmtune.data.pairwise import PAIRWISE
-from glmtune.data.row_encoding import EncodingOptions, encode_rows, map_rows
+from glmtune.data.row_encoding import (
+    EncodingJob,
+    EncodingOptions,
+    encode_rows,
+    map_rows,
+)
 from glmtune.data.schema import LoadReport
 from glmtune.data.supervised import SUPERVISED
 from glmtune.data.templates import ChatFormat
@@ -26,45 +31,26 @@ IDS = List(Value("int32"))
 SAMPLE_COLUMNS = {"input_ids": IDS, "labels": IDS, "length": Value("int32")}
 PAIR_COLUMNS = {"chosen_ids": IDS, "rejected_ids": IDS, "length": Value("int32")}
 
-Encode = Callable[[Dataset, dict[str, Any], ChatFormat, Any, EncodingOptions, int | None], tuple[Dataset, LoadReport]]
+Encode = Callable[[Dataset, dict[str, Any], EncodingJob], tuple[Dataset, LoadReport]]
 
 
-def encode_supervised(
-    dataset: Dataset,
-    columns: dict[str, Any],
-    template: ChatFormat,
-    tokenizer: Any,
-    options: EncodingOptions,
-    num_proc: int | None,
-) -> tuple[Dataset, LoadReport]:
+def encode_supervised(dataset: Dataset, columns: dict[str, Any], job: EncodingJob) -> tuple[Dataset, LoadReport]:
     """Conversations with their loss masks; with `packing`, several samples per cutoff_len row."""
-    encoded, report = encode_rows(dataset, SUPERVISED, columns, template, tokenizer, options, num_proc)
-    return (pack_dataset(encoded, options.cutoff_len, num_proc) if options.packing else encoded), report
+    encoded, report = encode_rows(dataset, SUPERVISED, columns, job)
+    if job.options.packing:
+        encoded = pack_dataset(encoded, job.options.cutoff_len, job.num_proc)
+    return encoded, report
 
 
-def encode_pairwise(
-    dataset: Dataset,
-    columns: dict[str, Any],
-    template: ChatFormat,
-    tokenizer: Any,
-    options: EncodingOptions,
-    num_proc: int | None,
-) -> tuple[Dataset, LoadReport]:
+def encode_pairwise(dataset: Dataset, columns: dict[str, Any], job: EncodingJob) -> tuple[Dataset, LoadReport]:
     """A prompt with its chosen and its rejected answer (the columns TRL's preference trainers read)."""
-    return encode_rows(dataset, PAIRWISE, columns, template, tokenizer, options, num_proc)
+    return encode_rows(dataset, PAIRWISE, columns, job)
 
 
-def encode_text(
-    dataset: Dataset,
-    columns: dict[str, Any],
-    template: ChatFormat,
-    tokenizer: Any,
-    options: EncodingOptions,
-    num_proc: int | None,
-) -> tuple[Dataset, LoadReport]:
+def encode_text(dataset: Dataset, columns: dict[str, Any], job: EncodingJob) -> tuple[Dataset, LoadReport]:
     """Plain text in cutoff_len blocks; the template is not used."""
-    fn_kwargs = {"tokenizer": tokenizer, "cutoff_len": options.cutoff_len}
-    return map_rows(dataset, text_blocks_batch, columns, num_proc, "tokenizing texts", fn_kwargs)
+    fn_kwargs = {"tokenizer": job.tokenizer, "cutoff_len": job.options.cutoff_len}
+    return map_rows(dataset, text_blocks_batch, columns, job.num_proc, "tokenizing texts", fn_kwargs)
 
 
 @dataclass(frozen=True)
@@ -97,5 +83,5 @@ def encode_dataset(
 ) -> tuple[Dataset, LoadReport]:
     """Encode Examples into `shape`'s samples; the report counts rows read, kept, skipped (where and why) and truncated."""
     record = get_shape(shape)
-    options = EncodingOptions.from_args(data_args)
-    return record.encode(dataset, record.columns, template, tokenizer, options, data_args.preprocessing_num_workers)
+    job = EncodingJob(template, tokenizer, EncodingOptions.from_args(data_args), data_args.preprocessing_num_workers)
+    return record.encode(dataset, record.columns, job)

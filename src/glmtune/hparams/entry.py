@@ -16,7 +16,12 @@ from glmtune.hparams.finetuning_args import FinetuningArguments
 from glmtune.hparams.generating_args import GeneratingArguments
 from glmtune.hparams.inspect_args import InspectArguments
 from glmtune.hparams.model_args import ModelArguments
-from glmtune.hparams.parser import parse_dataclasses, peek_setting, settings_to_yaml
+from glmtune.hparams.parser import (
+    is_true,
+    parse_dataclasses,
+    peek_setting,
+    settings_to_yaml,
+)
 from glmtune.hparams.score_args import ScoreArguments
 from glmtune.hparams.validation import (
     check_data,
@@ -75,6 +80,7 @@ COMMAND_SETTINGS: dict[str, tuple[type | str, ...]] = {
     "score": (ModelArguments, DataArguments, ScoreArguments),
 }
 TRAIN_CONFIG_FILE = "train_config.yaml"
+EVALUATING = ("do_eval", "do_predict")
 
 
 @dataclass(frozen=True)
@@ -196,8 +202,11 @@ def get_train_args(argv: Sequence[str]) -> TrainArgs:
 
     # An unknown stage or method is reported by the parser's choice check, with a suggestion.
     stage_settings_classes = STAGES[stage].settings if (stage := peek_setting(argv, "stage") or "sft") in STAGES else ()
+    defaults = training_defaults(peek_setting(argv, "finetuning_type") or "lora")
+    if peek_setting(argv, "do_train") is None and any(is_true(peek_setting(argv, name)) for name in EVALUATING):
+        defaults["do_train"] = False  # ChatGLM Efficient Tuning's evaluation command names do_eval alone, no training
     model_args, data_args, training_args, finetuning_args, generating_args, *stage_settings = parse_command(
-        "train", argv, stage_settings_classes, training_defaults(peek_setting(argv, "finetuning_type") or "lora")
+        "train", argv, stage_settings_classes, defaults
     )
     if training_args.include_num_input_tokens_seen == "no":
         training_args.include_num_input_tokens_seen = COUNTED_TOKENS["include_num_input_tokens_seen"]

@@ -170,7 +170,8 @@ def peek_setting(argv: Sequence[str], name: str) -> Any:
     for index, item in enumerate(flags):
         key, sep, inline = item.partition("=")
         if key == f"--{name}":
-            value = inline if sep else (flags[index + 1] if index + 1 < len(flags) else None)
+            following = flags[index + 1] if index + 1 < len(flags) else "--"
+            value = inline if sep else (True if following.startswith("--") else following)  # a bare flag is true
     return value
 
 
