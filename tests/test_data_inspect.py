@@ -66,7 +66,8 @@ def test_percentile_and_statistics_use_observed_values():
 
 
 def test_sequence_columns_pair_ids_with_labels():
-    assert sequence_columns(["chosen_ids", "rejected_ids", "length"]) == [("chosen_ids", None), ("rejected_ids", None)]
+    pairs = ["prompt_ids", "chosen_ids", "rejected_ids", "length"]
+    assert sequence_columns(pairs) == [("prompt_ids", None), ("chosen_ids", "chosen_ids"), ("rejected_ids", "rejected_ids")]
     assert sequence_columns(["input_ids", "attention_mask", "labels"]) == [("input_ids", "labels")]
     assert sequence_columns(["input_ids", "labels", "position_ids"]) == [("input_ids", "labels")]
 

@@ -45,7 +45,7 @@ def test_the_web_ui_dropdowns_are_the_registries(tmp_path):
     assert tuple(value for value, _ in dropdowns["Fine-tuning method"].choices) == METHOD_NAMES
 
 
-@pytest.mark.parametrize("stage", ["dpo", "ppo", "kto", "grpo"])
+@pytest.mark.parametrize("stage", ["ppo", "kto", "grpo"])
 def test_a_stage_without_a_trainer_is_refused_everywhere(stage, tmp_path):
     with pytest.raises(ConfigError, match=f"stage.*{stage}"):
         get_train_args(["--stage", stage, "--dataset", "identity", "--output_dir", str(tmp_path)])
@@ -65,7 +65,7 @@ def test_every_record_names_parts_that_exist(tiny_tokenizer_dir):
         assert stage.data in SHAPES
         assert callable(stage.load_recipe())
         assert callable(stage.make_collator(tokenizer))
-        assert all(dataclasses.is_dataclass(settings) for settings in stage.settings)
+        assert all(dataclasses.is_dataclass(settings) for settings in stage.settings_classes())
         import transformers
 
         assert hasattr(transformers, stage.head)
@@ -93,3 +93,12 @@ def test_unknown_names_suggest_the_registered_ones():
         get_stage("sfr")
     with pytest.raises(ConfigError, match="invalid choice: 'lroa' \\(choose from 'lora', 'p_tuning'"):
         get_train_args(["--finetuning_type", "lroa", "--dataset", "d"])
+
+
+def test_each_stages_own_settings_parse_and_are_documented(tmp_path):
+    help_text = settings_help("train")
+    for name, stage in STAGES.items():
+        args = get_train_args(["--stage", name, "--dataset", "d", "--output_dir", str(tmp_path)])
+        assert tuple(type(settings) for settings in args.stage_settings) == stage.settings_classes()
+        for cls in stage.settings_classes():
+            assert all(f"--{f.name} " in help_text for f in dataclasses.fields(cls))

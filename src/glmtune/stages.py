@@ -24,7 +24,8 @@ class Stage:
     collator: "module:Class" that batches encoded samples; called with the tokenizer.
     head: the transformers auto class the model loads with.
     recipe: "module:function" run as function(stage, args) by `glmtune train`.
-    settings: dataclasses of settings only this stage reads, parsed beside the common ones.
+    settings: "module:Class" dataclasses of settings only this stage reads, parsed beside the common ones; a
+        class may define problems() -> list[str] to reject impossible values before any model loads.
     predicts: whether its held-out data has reference answers to generate against (BLEU/ROUGE).
     """
 
@@ -34,11 +35,14 @@ class Stage:
     collator: str
     recipe: str
     head: str = "AutoModelForCausalLM"
-    settings: tuple[type, ...] = ()
+    settings: tuple[str, ...] = ()
     predicts: bool = False
 
     def load_recipe(self) -> Any:
         return load_object(self.recipe)
+
+    def settings_classes(self) -> tuple[type, ...]:
+        return tuple(load_object(path) for path in self.settings)
 
     def make_collator(self, tokenizer: Any) -> Any:
         return load_object(self.collator)(tokenizer, pad_to_multiple_of=8)
@@ -71,6 +75,14 @@ STAGES: dict[str, Stage] = {
             collator="glmtune.data.collators:PairwiseCollator",
             recipe="glmtune.train.rm:run_rm",
             head="AutoModelForSequenceClassification",
+        ),
+        Stage(
+            name="dpo",
+            summary="direct preference optimisation: raise chosen answers' likelihood over rejected ones (TRL's DPO)",
+            data="pairwise",
+            collator="glmtune.data.collators:PreferenceCollator",
+            recipe="glmtune.train.dpo:run_dpo",
+            settings=("glmtune.hparams.preference_args:PreferenceArguments",),
         ),
     )
 }

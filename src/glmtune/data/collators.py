@@ -76,13 +76,35 @@ class SupervisedCollator:
 
 @dataclass
 class PairwiseCollator:
-    """One batch of 2n rows, the n chosen samples then the n rejected ones, as TRL's reward trainer reads them."""
+    """One batch of 2n rows, the n prompts with their chosen answers then with their rejected ones, as TRL's
+    reward trainer reads them."""
 
     tokenizer: Any
     pad_to_multiple_of: int | None = None
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        sequences = [feature[f"{side}_ids"] for side in ("chosen", "rejected") for feature in features]
+        sequences = [feature["prompt_ids"] + feature[f"{side}_ids"] for side in ("chosen", "rejected") for feature in features]
         length = padded_length(sequences, self.pad_to_multiple_of)
         mask = torch.arange(length) < torch.tensor([len(sequence) for sequence in sequences])[:, None]
         return {"input_ids": pad(sequences, pad_token_id(self.tokenizer), length), "attention_mask": mask.long()}
+
+
+@dataclass
+class PreferenceCollator:
+    """Prompt-with-chosen rows then prompt-with-rejected rows, right-padded, with a mask of the answer tokens: the
+    batch TRL's DPO trainer reads (its log-probabilities count answer tokens only)."""
+
+    tokenizer: Any
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        sides = [(feature["prompt_ids"], feature[f"{side}_ids"]) for side in ("chosen", "rejected") for feature in features]
+        sequences = [prompt + answer for prompt, answer in sides]
+        answers = [[0] * len(prompt) + [1] * len(answer) for prompt, answer in sides]
+        length = padded_length(sequences, self.pad_to_multiple_of)
+        mask = torch.arange(length) < torch.tensor([len(sequence) for sequence in sequences])[:, None]
+        return {
+            "input_ids": pad(sequences, pad_token_id(self.tokenizer), length),
+            "attention_mask": mask.long(),
+            "completion_mask": pad(answers, 0, length),
+        }

@@ -106,14 +106,16 @@ def plain_marked(segments: list[Segment]) -> str:
 
 
 def sequence_columns(column_names: Sequence[str]) -> list[tuple[str, str | None]]:
-    """(ids column, labels column) pairs: `input_ids`/`labels`; `chosen_ids` and `rejected_ids` carry no labels
-    (a reward model learns from the score of the whole sequence)."""
+    """(ids column, labels column) pairs: `input_ids` with `labels`; for pairs, the prompt carries no loss and each
+    answer is learnt whole (its ids are its labels)."""
     pairs: list[tuple[str, str | None]] = []
     for column in column_names:
         if column == "input_ids":
             pairs.append((column, "labels" if "labels" in column_names else None))
-        elif column.endswith("_ids") and column != "position_ids":
+        elif column == "prompt_ids":
             pairs.append((column, None))
+        elif column.endswith("_ids") and column != "position_ids":
+            pairs.append((column, column))
     return pairs
 
 

@@ -1,4 +1,4 @@
-"""The pairwise data shape: one prompt with a chosen and a rejected answer, for reward models.
+"""The pairwise data shape: one prompt with a chosen and a rejected answer (reward models, preference tuning).
 
 Both answers follow the same prompt, laid out by the template as the conversation's last
 assistant turn. A pair over cutoff_len keeps the beginning of the prompt and of each answer,
@@ -32,7 +32,7 @@ def flatten(turns: list[EncodedTurn]) -> list[int]:
 def pairwise_sample(
     example: Example, conversations: list[list[EncodedTurn]], options: EncodingOptions, report: LoadReport | None
 ) -> dict[str, list[int]]:
-    """chosen_ids and rejected_ids: the shared prompt followed by each answer."""
+    """prompt_ids, and the ids of each answer after it: the columns TRL's preference trainers read."""
     chosen_turns, rejected_turns = conversations
     *history, (last_prompt, chosen) = chosen_turns
     prompt, rejected = flatten(history) + last_prompt, rejected_turns[-1][1]
@@ -40,7 +40,7 @@ def pairwise_sample(
     if over_cutoff(len(prompt) + longest, options, report):
         prompt_keep, answer_keep = split_budget(len(prompt), longest, options.cutoff_len)
         prompt, chosen, rejected = prompt[:prompt_keep], chosen[:answer_keep], rejected[:answer_keep]
-    return {"chosen_ids": prompt + chosen, "rejected_ids": prompt + rejected}
+    return {"prompt_ids": prompt, "chosen_ids": chosen, "rejected_ids": rejected}
 
 
 PAIRWISE = RowEncoder("pairwise", pairwise_conversations, pairwise_sample)

@@ -128,7 +128,7 @@ def encode_batch(
             if isinstance(row, SkipRow):
                 raise row
             sample = encoder.sample(example, [next(encoded) for _ in row], options, report)
-            sample["length"] = max(len(ids) for name, ids in sample.items() if name.endswith("ids"))
+            sample["length"] = sample_length(sample)
             reason = ""
         except SkipRow as skip:
             sample, reason = dict.fromkeys(outputs), skip.reason
@@ -139,6 +139,12 @@ def encode_batch(
         output[TRUNCATED].append(report.truncated > truncated_before)
         output[LOCATION].append(location)
     return output
+
+
+def sample_length(sample: dict[str, Any]) -> int:
+    """Tokens of a sample's longest sequence: a prompt counts with each answer that follows it."""
+    prompt = len(sample.get("prompt_ids") or [])
+    return max(len(ids) + (prompt if name != "prompt_ids" else 0) for name, ids in sample.items() if name.endswith("ids"))
 
 
 def map_rows(

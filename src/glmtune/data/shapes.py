@@ -29,7 +29,7 @@ from glmtune.errors import look_up
 
 IDS = List(Value("int32"))
 SAMPLE_COLUMNS = {"input_ids": IDS, "labels": IDS, "length": Value("int32")}
-PAIR_COLUMNS = {"chosen_ids": IDS, "rejected_ids": IDS, "length": Value("int32")}
+PAIR_COLUMNS = {"prompt_ids": IDS, "chosen_ids": IDS, "rejected_ids": IDS, "length": Value("int32")}
 
 Encode = Callable[[Dataset, dict[str, Any], EncodingJob], tuple[Dataset, LoadReport]]
 

@@ -53,7 +53,8 @@ def rank_pairs(model: Any, tokenizer: Any, data_args: Any, batch_size: int) -> d
     margins: list[float] = []
     for start in range(0, len(pairs), batch_size):
         rows = pairs.select(range(start, min(start + batch_size, len(pairs))))
-        scores = score_ids(model, tokenizer, [*rows["chosen_ids"], *rows["rejected_ids"]])
+        sequences = [prompt + answer for side in ("chosen_ids", "rejected_ids") for prompt, answer in zip(rows["prompt_ids"], rows[side])]
+        scores = score_ids(model, tokenizer, sequences)
         half = len(rows)
         margins += [chosen - rejected for chosen, rejected in zip(scores[:half], scores[half:])]
     return {

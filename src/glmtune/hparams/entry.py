@@ -201,7 +201,7 @@ def get_train_args(argv: Sequence[str]) -> TrainArgs:
     import torch
 
     # An unknown stage or method is reported by the parser's choice check, with a suggestion.
-    stage_settings_classes = STAGES[stage].settings if (stage := peek_setting(argv, "stage") or "sft") in STAGES else ()
+    stage_settings_classes = STAGES[stage].settings_classes() if (stage := peek_setting(argv, "stage") or "sft") in STAGES else ()
     defaults = training_defaults(peek_setting(argv, "finetuning_type") or "lora")
     if peek_setting(argv, "do_train") is None and any(is_true(peek_setting(argv, name)) for name in EVALUATING):
         defaults["do_train"] = False  # ChatGLM Efficient Tuning's evaluation command names do_eval alone, no training
@@ -218,6 +218,7 @@ def get_train_args(argv: Sequence[str]) -> TrainArgs:
         + check_micro_batches(training_args, finetuning_args)
         + check_evaluation(training_args, data_args, STAGES[finetuning_args.stage])
         + check_generation(generating_args)
+        + [problem for settings in stage_settings if hasattr(settings, "problems") for problem in settings.problems()]
     )
     return TrainArgs(model_args, data_args, training_args, finetuning_args, generating_args, tuple(stage_settings))
 

@@ -4,21 +4,29 @@ import dataclasses
 
 from glmtune.hparams.entry import COMMAND_SETTINGS
 from glmtune.hparams.parser import ARG_ALIASES, NEGATED_ALIASES, field_choices
+from glmtune.stages import STAGES
+
+
+def class_help(cls: type, note: str = "") -> list[str]:
+    """A settings class as lines: each setting with its default, its choices and its meaning."""
+    lines = [f"{cls.__name__}{note}:"]
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else ""
+        choices = field_choices(f)
+        one_of = f"; one of {', '.join(map(str, choices))}" if choices else ""
+        lines.append(f"  --{f.name} (default: {default}{one_of})\n      {f.metadata.get('help', '')}")
+    return [*lines, ""]
 
 
 def settings_help(command: str) -> str:
     lines = [f"usage: glmtune {command} [CONFIG.yaml] [key=value ...] [--flag value ...]", ""]
     for cls in COMMAND_SETTINGS.get(command, ()):
-        if isinstance(cls, str):  # transformers' training arguments: listed by the last line, not imported
-            continue
-        lines.append(f"{cls.__name__}:")
-        for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else ""
-            choices = field_choices(f)
-            one_of = f"; one of {', '.join(map(str, choices))}" if choices else ""
-            lines.append(f"  --{f.name} (default: {default}{one_of})\n      {f.metadata.get('help', '')}")
-        lines.append("")
+        if not isinstance(cls, str):  # a str stands for transformers' training arguments: the last line lists them
+            lines += class_help(cls)
     if command == "train":
+        for stage in STAGES.values():
+            for cls in stage.settings_classes():
+                lines += class_help(cls, f" (stage {stage.name})")
         lines.append("plus every transformers Seq2SeqTrainingArguments flag (output_dir, learning_rate, ...).")
     if command == "eval":
         lines.append(
