@@ -36,6 +36,9 @@ NO_OP_FLAGS = frozenset({"use_v2"})
 NEGATED_ALIASES = {"resume_lora_training": "create_new_adapter"}
 TRUE_WORDS, BOOL_WORDS = ("true", "1", "yes"), ("true", "false", "1", "0", "yes", "no")
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+# Written into a resolved config even at their defaults: where the run writes, and whether it trains
+# (which otherwise follows from do_eval / do_predict, and transformers turns do_eval on by itself).
+ALWAYS_WRITTEN = ("output_dir", "do_train")
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -235,7 +238,7 @@ def resolved_settings(*instances: Any, training_defaults: dict[str, Any] | None 
         if isinstance(instance, TrainingArguments):
             defaults = type(instance)(**{**(training_defaults or {}), "output_dir": instance.output_dir})
             for f in dataclasses.fields(instance):
-                if f.init and getattr(instance, f.name) != getattr(defaults, f.name) or f.name == "output_dir":
+                if f.init and getattr(instance, f.name) != getattr(defaults, f.name) or f.name in ALWAYS_WRITTEN:
                     settings[f.name] = to_plain(getattr(instance, f.name))
         else:
             settings.update({key: to_plain(value) for key, value in dataclasses.asdict(instance).items()})
