@@ -110,7 +110,7 @@ def test_pairwise_shared_datasets_end_on_a_user_turn_with_chosen_and_rejected():
 
 @needs_shared
 def test_pairwise_data_needs_a_pairwise_stage():
-    with pytest.raises(ConfigError, match="pairwise \\(ranking\\): stages that train on pairs: rm; not sft"):
+    with pytest.raises(ConfigError, match="pairwise \\(ranking\\): stages that train on pairs: rm or dpo; not sft"):
         load("sft", dataset="dpo_en_demo", dataset_dir=str(LLAMA_FACTORY))
     with pytest.raises(
         ConfigError, match="'oaast_rm_zh' has no usable rows for stage sft.*775 skipped: column 'output' is a list"

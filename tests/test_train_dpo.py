@@ -93,3 +93,10 @@ def test_bad_preference_settings_fail_before_loading(extra, message, tmp_path):
 def test_plain_data_for_dpo_is_a_clear_error(tiny_llama_dir, tmp_path, train_env):
     with pytest.raises(ConfigError, match="'identity' has no usable rows for stage dpo"):
         run_train(train_argv(tiny_llama_dir, "identity", tmp_path / "o", stage="dpo"))
+
+
+@pytest.mark.parametrize("extra", [("--finetuning_type", "p_tuning"), ("--quantization_bit", "4")], ids=["p_tuning", "qlora"])
+def test_dpo_trains_with_prefixes_and_on_quantized_weights(extra, tiny_llama_dir, tmp_path, train_env):
+    out = run_train(dpo_argv(tiny_llama_dir, write_pairs(tmp_path), tmp_path / "dpo", *extra))
+    assert (out / "adapter_model.safetensors").is_file()
+    assert any("rewards/margins" in record for record in read_metrics(out))

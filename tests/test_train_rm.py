@@ -138,3 +138,16 @@ def test_an_sft_adapter_cannot_continue_as_a_reward_adapter(tiny_llama_dir, tmp_
     sft = run_train(train_argv(tiny_llama_dir, write_sft_data(tmp_path), tmp_path / "sft"))
     with pytest.raises(ConfigError, match="--create_new_adapter true"):
         run_train(rm_argv(tiny_llama_dir, write_pairs(tmp_path), tmp_path / "rm", "--checkpoint_dir", str(sft)))
+
+
+def test_qlora_reward_model_keeps_its_head_in_the_hidden_states_dtype(tiny_llama_dir, tmp_path, train_env):
+    """TRL casts a quantized model's trainable weights to bf16; the fp32 score head must still read fp32 states."""
+    out = run_train(rm_argv(tiny_llama_dir, write_pairs(tmp_path), tmp_path / "rm", "--quantization_bit", "4"))
+    assert any("loss" in record for record in read_metrics(out))
+
+
+def test_p_tuning_cannot_train_a_score_head(tmp_path):
+    from glmtune.hparams.entry import get_train_args
+
+    with pytest.raises(ConfigError, match="stage=rm trains a scoring head, which finetuning_type=p_tuning cannot"):
+        get_train_args(["--stage", "rm", "--finetuning_type", "p_tuning", "--dataset", "d", "--output_dir", str(tmp_path)])

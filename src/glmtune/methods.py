@@ -24,6 +24,8 @@ class Method:
     adapter: trains a PEFT adapter beside frozen base weights, so the base may be quantized
         (QLoRA) and earlier adapters can be continued.
     mergeable: several of its adapters can be merged into the base in order.
+    generating_only: works on generating (causal LM) models only; prefix tuning needs the key/value cache that a
+        reward model's scoring class does not keep.
     """
 
     name: str
@@ -32,6 +34,7 @@ class Method:
     learning_rate: float
     adapter: bool = False
     mergeable: bool = False
+    generating_only: bool = False
 
     def load_setup(self) -> Any:
         return load_object(self.setup)
@@ -41,7 +44,10 @@ METHODS: dict[str, Method] = {
     method.name: method
     for method in (
         Method("lora", "LoRA adapters on linear layers", "glmtune.model.finetuning:setup_lora", 5e-4, True, True),
-        Method("p_tuning", "P-Tuning v2: trainable key/value prefixes", "glmtune.model.finetuning:setup_prefix", 1e-2, True),
+        Method(
+            "p_tuning", "P-Tuning v2: trainable key/value prefixes", "glmtune.model.finetuning:setup_prefix", 1e-2,
+            adapter=True, generating_only=True,
+        ),
         Method("freeze", "train the last (or first) N layers", "glmtune.model.finetuning:setup_freeze", 5e-5),
         Method("full", "train every weight", "glmtune.model.finetuning:setup_full", 2e-5),
     )

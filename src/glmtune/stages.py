@@ -15,6 +15,8 @@ from typing import Any
 from glmtune.errors import look_up
 from glmtune.lazy import load_object
 
+CAUSAL_LM = "AutoModelForCausalLM"
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -34,7 +36,7 @@ class Stage:
     data: str
     collator: str
     recipe: str
-    head: str = "AutoModelForCausalLM"
+    head: str = CAUSAL_LM
     settings: tuple[str, ...] = ()
     predicts: bool = False
 

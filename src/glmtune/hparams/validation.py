@@ -12,7 +12,7 @@ from glmtune.hparams.finetuning_args import FinetuningArguments
 from glmtune.hparams.generating_args import GeneratingArguments
 from glmtune.hparams.model_args import ModelArguments
 from glmtune.methods import METHODS
-from glmtune.stages import STAGES, Stage
+from glmtune.stages import CAUSAL_LM, STAGES, Stage
 
 
 def check_model(model_args: ModelArguments) -> list[str]:
@@ -76,6 +76,10 @@ def check_finetuning(model_args: ModelArguments, finetuning_args: FinetuningArgu
             f"adapter_name_or_path with finetuning_type={name}: adapters continue {adapter_methods}; "
             "merge them first with `glmtune export`"
         )
+    stage = STAGES[finetuning_args.stage]
+    if method.generating_only and stage.head != CAUSAL_LM:
+        usable = " or ".join(known for known, record in METHODS.items() if not record.generating_only)
+        problems.append(f"stage={stage.name} trains a scoring head, which finetuning_type={name} cannot: use {usable}")
     if method.adapter and not method.mergeable and len(adapters) > 1:
         problems.append(f"{name} adapters cannot be merged: give a single adapter_name_or_path")
     if finetuning_args.lora_rank <= 0:

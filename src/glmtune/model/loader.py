@@ -6,6 +6,7 @@ from glmtune.default_model import drop_gguf_quantizer
 from glmtune.errors import ModelNotFoundError
 from glmtune.hparams.model_args import ModelArguments
 from glmtune.model_source import first_line, resolve_model_source
+from glmtune.stages import CAUSAL_LM
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -33,7 +34,6 @@ def pick_dtype(requested: str, device: str):
     return torch.float32
 
 
-CAUSAL_LM = "AutoModelForCausalLM"
 # What a head needs beyond the checkpoint: a reward model's sequence-classification head scores with one number.
 HEAD_OPTIONS: dict[str, dict[str, Any]] = {"AutoModelForSequenceClassification": {"num_labels": 1}}
 

@@ -16,7 +16,7 @@ from glmtune.methods import get_method
 from glmtune.model.finetuning import prepare_for_training
 from glmtune.model.loader import load_model
 from glmtune.stages import Stage
-from glmtune.train.session import glmtune_callbacks, train_and_save, trl_config
+from glmtune.train.session import build_trl_trainer, train_and_save, trl_config
 
 
 def pretokenized_dpo_trainer() -> type:
@@ -44,14 +44,14 @@ def run_dpo(stage: Stage, args: TrainArgs) -> dict[str, Any]:
     config = trl_config(
         DPOConfig, args.training, beta=preference.pref_beta, loss_type=losses, loss_weights=weights, max_length=None
     )
-    trainer = pretokenized_dpo_trainer()(
-        model=model,
+    trainer = build_trl_trainer(
+        pretokenized_dpo_trainer(),
+        model,
         ref_model=reference,
         args=config,
         train_dataset=data.train,
         eval_dataset=data.validation,
         data_collator=stage.make_collator(tokenizer),
         processing_class=tokenizer,
-        callbacks=glmtune_callbacks(),
     )
     return train_and_save(trainer, args.finetuning.plot_loss)

@@ -15,7 +15,7 @@ from glmtune.hparams.entry import TrainArgs
 from glmtune.model.finetuning import prepare_for_training
 from glmtune.model.loader import load_model
 from glmtune.stages import Stage
-from glmtune.train.session import glmtune_callbacks, train_and_save, trl_config
+from glmtune.train.session import build_trl_trainer, train_and_save, trl_config
 
 
 def run_rm(stage: Stage, args: TrainArgs) -> dict[str, Any]:
@@ -26,13 +26,13 @@ def run_rm(stage: Stage, args: TrainArgs) -> dict[str, Any]:
     model = load_model(args.model, for_training=True, head=stage.head)
     model.config.pad_token_id = tokenizer.pad_token_id  # the head scores each row's last token before padding
     model = prepare_for_training(model, args.model, args.finetuning)
-    trainer = RewardTrainer(
-        model=model,
+    trainer = build_trl_trainer(
+        RewardTrainer,
+        model,
         args=trl_config(RewardConfig, args.training, max_length=None),  # pairs are already cut to cutoff_len
         train_dataset=data.train,
         eval_dataset=data.validation,
         data_collator=stage.make_collator(tokenizer),
         processing_class=tokenizer,
-        callbacks=glmtune_callbacks(),
     )
     return train_and_save(trainer, args.finetuning.plot_loss)

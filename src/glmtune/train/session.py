@@ -5,6 +5,7 @@ import logging
 from typing import Any
 
 from glmtune.data.pipeline import TokenizedData
+from glmtune.model.finetuning import upcast_trainable
 from glmtune.train.callbacks import (
     CompleteCheckpointMarker,
     MetricsLogger,
@@ -33,6 +34,18 @@ def trl_config(config_class: type, training_args: Any, **overrides: Any) -> Any:
 
     values = {f.name: getattr(training_args, f.name) for f in dataclasses.fields(TrainingArguments) if f.init}
     return config_class(**{**values, **overrides})
+
+
+def build_trl_trainer(trainer_class: type, model: Any, **options: Any) -> Any:
+    """A TRL trainer with glmtune's callbacks, its trainable weights kept in fp32.
+
+    TRL casts a quantized model's trainable weights to bf16 (after the QLoRA paper); glmtune keeps
+    trainable weights and optimizer state in fp32 in every run, which also keeps a reward model's
+    new score head in the dtype of the hidden states it reads.
+    """
+    trainer = trainer_class(model=model, callbacks=glmtune_callbacks(), **options)
+    upcast_trainable(trainer.model)
+    return trainer
 
 
 def build_trainer(
