@@ -43,6 +43,9 @@ def test_the_web_ui_dropdowns_are_the_registries(tmp_path):
     dropdowns = {block.label: block for block in demo.blocks.values() if isinstance(block, gradio.Dropdown)}
     assert tuple(value for value, _ in dropdowns["Stage"].choices) == STAGE_NAMES
     assert tuple(value for value, _ in dropdowns["Fine-tuning method"].choices) == METHOD_NAMES
+    labels = {block.label for block in demo.blocks.values() if getattr(block, "label", None)}
+    own = {f.name for stage in STAGES.values() for cls in stage.settings_classes() for f in dataclasses.fields(cls)}
+    assert own <= labels  # each stage's own settings have a field, shown with the stage
 
 
 @pytest.mark.parametrize("stage", ["ppo", "kto", "grpo"])

@@ -23,7 +23,9 @@ from glmtune.train.checkpoints import newest_complete_checkpoint
 from glmtune.webui.jobs import FINISHED, STOPPED, JobManager
 from glmtune.webui.train_job import (
     command_line,
+    form_from_page,
     preview_rows,
+    stage_fields,
     start_training,
     train_settings,
 )
@@ -47,6 +49,21 @@ def test_settings_resolve_paths_and_the_command_line_parses_back(workspace):
     assert line.startswith("glmtune train --stage sft --finetuning_type lora ")
     _, data_args, training_args, finetuning_args, _ = get_train_args(shlex.split(line)[2:]).all()
     assert (data_args.dataset, training_args.max_steps, finetuning_args.lora_rank) == (DATASET, 4, 4)
+
+
+def test_a_stages_own_fields_reach_its_command_and_only_its_own(workspace):
+    """The page sends every stage's own fields; the chosen stage's become settings, checked as the CLI checks them."""
+    fixed = list(vars(tiny_form()).values())[:-1]  # TrainForm's fields without stage_settings
+    page_values = {("dpo", "pref_beta"): 0.3, ("dpo", "pref_loss"): "ipo", ("dpo", "pref_ftx"): 0.0}
+    extra = [page_values.get((stage, setting.name), setting.default) for stage, setting in stage_fields()]
+    stage_index = list(vars(tiny_form())).index("stage")
+    fixed[stage_index] = "dpo"
+    line = command_line(train_settings(workspace, form_from_page([*fixed, *extra], len(fixed))))
+    assert "--stage dpo" in line and "--pref_beta 0.3" in line and "--pref_loss ipo" in line
+    args = get_train_args(shlex.split(line)[2:])
+    assert (args.stage_settings[0].pref_beta, args.stage_settings[0].pref_loss) == (0.3, "ipo")
+    fixed[stage_index] = "sft"
+    assert "pref_" not in command_line(train_settings(workspace, form_from_page([*fixed, *extra], len(fixed))))
 
 
 @pytest.mark.parametrize("field", ["model", "dataset_dir", "output_dir"])

@@ -1,11 +1,14 @@
 """Train tab logic: the page's fields become `glmtune train` settings, checked, saved and launched."""
 
+import dataclasses
 import io
 import shlex
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from glmtune.stages import STAGES
 from glmtune.webui.forms import (
     chosen_datasets,
     dataset_dir_setting,
@@ -42,6 +45,25 @@ class TrainForm:
     logging_steps: int
     save_steps: int
     output_dir: str
+    stage_settings: dict[str, Any] = field(default_factory=dict)  # the stage's own settings (Stage.settings)
+
+
+def stage_fields() -> list[tuple[str, dataclasses.Field]]:
+    """(stage, setting) for every setting a stage of the registry reads besides the common ones, in registry order."""
+    return [
+        (name, setting)
+        for name, stage in STAGES.items()
+        for cls in stage.settings_classes()
+        for setting in dataclasses.fields(cls)
+    ]
+
+
+def form_from_page(values: Sequence[Any], fixed: int) -> TrainForm:
+    """The page sends TrainForm's fields, then every stage's own fields (in stage_fields order): the chosen stage's
+    are kept, the others' hidden fields are not."""
+    form = TrainForm(*values[:fixed])
+    chosen = {setting.name: value for (stage, setting), value in zip(stage_fields(), values[fixed:]) if stage == form.stage}
+    return dataclasses.replace(form, stage_settings=chosen)
 
 
 def train_settings(workspace: Workspace, form: TrainForm) -> dict[str, Any]:
@@ -68,6 +90,7 @@ def train_settings(workspace: Workspace, form: TrainForm) -> dict[str, Any]:
     }
     if form.finetuning_type == "lora":
         settings.update(lora_rank=int(form.lora_rank), lora_target=form.lora_target.strip() or None)
+    settings.update(form.stage_settings)
     return settings
 
 

@@ -1,5 +1,7 @@
 """The Train tab: choose model, data and method, start and stop a run, and watch its log and loss."""
 
+import dataclasses
+import itertools
 from pathlib import Path
 
 import gradio as gr
@@ -15,9 +17,10 @@ from glmtune.webui.i18n import LANGUAGES, text
 from glmtune.webui.job_view import job_selector_update, job_state
 from glmtune.webui.progress import loss_frame
 from glmtune.webui.train_job import (
-    TrainForm,
     command_line,
+    form_from_page,
     preview_rows,
+    stage_fields,
     start_training,
     train_settings,
 )
@@ -30,6 +33,28 @@ def plot_value(output_dir: Path) -> pd.DataFrame | None:
     return None if frame.empty else frame
 
 
+def setting_component(setting: dataclasses.Field) -> gr.components.Component:
+    """A field for one of a stage's own settings, of the kind its type and choices call for."""
+    options = {"label": setting.name, "info": setting.metadata.get("help"), "value": setting.default}
+    if setting.metadata.get("choices"):
+        return gr.Dropdown(choices=list(setting.metadata["choices"]), **options)
+    if setting.type in (float, int, "float", "int"):
+        return gr.Number(**options)
+    if setting.type in (bool, "bool"):
+        return gr.Checkbox(**options)
+    return gr.Textbox(**options)
+
+
+def stage_setting_rows(shown: str) -> tuple[dict[str, gr.Row], list[gr.components.Component]]:
+    """A row of fields for each stage that reads settings of its own, visible while that stage is chosen."""
+    rows: dict[str, gr.Row] = {}
+    components = []
+    for stage, fields in itertools.groupby(stage_fields(), key=lambda pair: pair[0]):
+        with gr.Row(visible=stage == shown) as rows[stage]:
+            components += [setting_component(setting) for _, setting in fields]
+    return rows, components
+
+
 def build_train_tab(context: Context, demo: gr.Blocks) -> None:
     workspace, jobs = context.workspace, context.jobs
     with gr.Row():
@@ -37,6 +62,7 @@ def build_train_tab(context: Context, demo: gr.Blocks) -> None:
         template = context.template_dropdown()
         stage = context.dropdown("stage", choices=list(stage_names()), value="sft")
         finetuning_type = context.dropdown("finetuning_type", choices=list(method_names()), value="lora")
+    stage_rows, stage_inputs = stage_setting_rows("sft")
     with gr.Row():
         dataset_dir = context.textbox("dataset_dir", placeholder="data", scale=2)
         datasets = context.dropdown("datasets", choices=dataset_names(workspace, ""), multiselect=True, scale=3)
@@ -78,9 +104,12 @@ def build_train_tab(context: Context, demo: gr.Blocks) -> None:
         grad_accum, cutoff_len, max_samples, val_size, lora_rank, lora_target, logging_steps, save_steps, output_dir,
     ]  # fmt: skip; order of TrainForm's fields
 
+    fixed = len(form_inputs)
+    form_inputs = [*form_inputs, *stage_inputs]
+
     def show_command(*values: object) -> str:
         try:
-            return command_line(train_settings(workspace, TrainForm(*values)))
+            return command_line(train_settings(workspace, form_from_page(values, fixed)))
         except ConfigError as error:
             return f"⚠ {error}"
 
@@ -90,11 +119,11 @@ def build_train_tab(context: Context, demo: gr.Blocks) -> None:
 
     @shown_in_page
     def show_preview(*values: object) -> str:
-        return preview_rows(workspace, TrainForm(*values))
+        return preview_rows(workspace, form_from_page(values, fixed))
 
     @shown_in_page
     def start_job(*values: object) -> dict:
-        record = start_training(workspace, jobs, TrainForm(*values))
+        record = start_training(workspace, jobs, form_from_page(values, fixed))
         gr.Info(f"started {record.id}")
         return job_selector_update(jobs, "train", record.id)
 
@@ -111,6 +140,7 @@ def build_train_tab(context: Context, demo: gr.Blocks) -> None:
 
     for component in form_inputs:
         component.change(show_command, form_inputs, command, show_progress="hidden")
+    stage.change(lambda chosen: [gr.update(visible=name == chosen) for name in stage_rows], stage, list(stage_rows.values()))
     dataset_dir.submit(refresh_datasets, dataset_dir, datasets)
     refresh.click(refresh_datasets, dataset_dir, datasets)
     preview.click(show_preview, form_inputs, preview_box)
