@@ -136,3 +136,13 @@ def test_preference_loads_as_pairs_for_the_rm_stage():
         assert example["chosen"]["content"] == row["chosen"]
         assert example["rejected"]["content"] == row["rejected"]
         assert example["messages"][-1]["role"] == "user"
+
+
+def test_kto_demo_tags_each_preference_answer():
+    rows, pairs = read_resource("kto_demo.json"), read_resource("preference.json")
+    assert len(rows) == 2 * len(pairs)
+    for pair, (chosen, rejected) in zip(pairs, zip(rows[::2], rows[1::2])):
+        assert (chosen["output"], chosen["kto_tag"]) == (pair["chosen"], True)
+        assert (rejected["output"], rejected["kto_tag"]) == (pair["rejected"], False)
+    examples = load("kto_demo", stage="kto")
+    assert [example["kto_tag"] for example in examples[:2]] == [True, False]

@@ -130,3 +130,17 @@ def test_an_unfinished_staging_folder_is_never_read(tokenizer):
     processed, report = run(dataset, tokenizer)
     assert len(processed) == 2 and report.read == 3
     assert (cache_root() / key / "dataset").is_dir()
+
+
+def test_a_run_that_keeps_no_sample_says_so_instead_of_caching_an_empty_set(tmp_path, monkeypatch, tiny_tokenizer_dir):
+    """`datasets` cannot load an empty dataset back from disk: an empty result is returned, never cached."""
+    from glmtune.data.pipeline import build_tokenized_data
+    from glmtune.errors import ConfigError
+    from glmtune.stages import STAGES
+
+    monkeypatch.setenv("GLMTUNE_HOME", str(tmp_path))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    args = DataArguments(dataset="identity", cutoff_len=4, skip_overlength=True, template="qwen")
+    with pytest.raises(ConfigError, match="no training sample is left.*skipped: longer than cutoff_len"):
+        build_tokenized_data(args, STAGES["sft"], get_template("qwen"), tokenizer, 42)
+    assert not list((tmp_path / "cache" / "preprocessed").glob("supervised-*"))

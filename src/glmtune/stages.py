@@ -23,11 +23,11 @@ class Stage:
     """One training stage.
 
     data: the data shape its rows are converted and encoded into (a key of data.shapes.SHAPES).
-    collator: "module:Class" that batches encoded samples; called with the tokenizer.
+    collator: "module:callable" that makes the batching function, called with (tokenizer, pad_to_multiple_of).
     head: the transformers auto class the model loads with.
     recipe: "module:function" run as function(stage, args) by `glmtune train`.
     settings: "module:Class" dataclasses of settings only this stage reads, parsed beside the common ones; a
-        class may define problems() -> list[str] to reject impossible values before any model loads.
+        class may define problems(training_args) -> list[str] to reject impossible values before any model loads.
     predicts: whether its held-out data has reference answers to generate against (BLEU/ROUGE).
     """
 
@@ -82,9 +82,17 @@ STAGES: dict[str, Stage] = {
             name="dpo",
             summary="direct preference optimisation: raise chosen answers' likelihood over rejected ones (TRL's DPO)",
             data="pairwise",
-            collator="glmtune.data.collators:PreferenceCollator",
+            collator="glmtune.data.collators:preference_collator",
             recipe="glmtune.train.dpo:run_dpo",
             settings=("glmtune.hparams.preference_args:PreferenceArguments",),
+        ),
+        Stage(
+            name="kto",
+            summary="Kahneman-Tversky optimisation: answers tagged desirable or undesirable, no pairs needed (TRL's KTO)",
+            data="tagged",
+            collator="glmtune.data.collators:unpaired_preference_collator",
+            recipe="glmtune.train.kto:run_kto",
+            settings=("glmtune.hparams.preference_args:KTOArguments",),
         ),
     )
 }

@@ -46,6 +46,8 @@ def cached_encode(
         logger.info("preprocessed data from cache %s", entry)
         return read_entry(entry)
     processed, report = encode_dataset(dataset, shape, template, tokenizer, data_args)
+    if len(processed) == 0:  # `datasets` cannot load an empty dataset back from disk; nothing to reuse anyway
+        return processed, report
     write_entry(entry, processed, report, replace=data_args.overwrite_cache)
     logger.info("preprocessed data cached in %s", entry)
     return read_entry(entry)

@@ -89,22 +89,15 @@ class PairwiseCollator:
         return {"input_ids": pad(sequences, pad_token_id(self.tokenizer), length), "attention_mask": mask.long()}
 
 
-@dataclass
-class PreferenceCollator:
-    """Prompt-with-chosen rows then prompt-with-rejected rows, right-padded, with a mask of the answer tokens: the
-    batch TRL's DPO trainer reads (its log-probabilities count answer tokens only)."""
+def preference_collator(tokenizer: Any, pad_to_multiple_of: int | None = None) -> Any:
+    """TRL's DPO batches (prompt + chosen rows, then prompt + rejected rows, with a mask of the answer tokens)."""
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
 
-    tokenizer: Any
-    pad_to_multiple_of: int | None = None
+    return DataCollatorForPreference(pad_token_id=pad_token_id(tokenizer), pad_to_multiple_of=pad_to_multiple_of)
 
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        sides = [(feature["prompt_ids"], feature[f"{side}_ids"]) for side in ("chosen", "rejected") for feature in features]
-        sequences = [prompt + answer for prompt, answer in sides]
-        answers = [[0] * len(prompt) + [1] * len(answer) for prompt, answer in sides]
-        length = padded_length(sequences, self.pad_to_multiple_of)
-        mask = torch.arange(length) < torch.tensor([len(sequence) for sequence in sequences])[:, None]
-        return {
-            "input_ids": pad(sequences, pad_token_id(self.tokenizer), length),
-            "attention_mask": mask.long(),
-            "completion_mask": pad(answers, 0, length),
-        }
+
+def unpaired_preference_collator(tokenizer: Any, pad_to_multiple_of: int | None = None) -> Any:
+    """TRL's KTO batches: prompt + completion rows with their labels, and the mismatched rows of its KL estimate."""
+    from trl.trainer.kto_trainer import DataCollatorForUnpairedPreference
+
+    return DataCollatorForUnpairedPreference(pad_token_id=pad_token_id(tokenizer), pad_to_multiple_of=pad_to_multiple_of)

@@ -23,6 +23,7 @@ from glmtune.data.row_encoding import (
 )
 from glmtune.data.schema import LoadReport
 from glmtune.data.supervised import SUPERVISED
+from glmtune.data.tagged import TAGGED
 from glmtune.data.templates import ChatFormat
 from glmtune.data.text import text_blocks_batch
 from glmtune.errors import look_up
@@ -30,6 +31,7 @@ from glmtune.errors import look_up
 IDS = List(Value("int32"))
 SAMPLE_COLUMNS = {"input_ids": IDS, "labels": IDS, "length": Value("int32")}
 PAIR_COLUMNS = {"prompt_ids": IDS, "chosen_ids": IDS, "rejected_ids": IDS, "length": Value("int32")}
+TAGGED_COLUMNS = {"prompt_ids": IDS, "completion_ids": IDS, "label": Value("bool"), "length": Value("int32")}
 
 Encode = Callable[[Dataset, dict[str, Any], EncodingJob], tuple[Dataset, LoadReport]]
 
@@ -45,6 +47,11 @@ def encode_supervised(dataset: Dataset, columns: dict[str, Any], job: EncodingJo
 def encode_pairwise(dataset: Dataset, columns: dict[str, Any], job: EncodingJob) -> tuple[Dataset, LoadReport]:
     """A prompt with its chosen and its rejected answer (the columns TRL's preference trainers read)."""
     return encode_rows(dataset, PAIRWISE, columns, job)
+
+
+def encode_tagged(dataset: Dataset, columns: dict[str, Any], job: EncodingJob) -> tuple[Dataset, LoadReport]:
+    """A prompt with one answer tagged desirable or not (the columns TRL's KTO trainer reads)."""
+    return encode_rows(dataset, TAGGED, columns, job)
 
 
 def encode_text(dataset: Dataset, columns: dict[str, Any], job: EncodingJob) -> tuple[Dataset, LoadReport]:
@@ -70,6 +77,7 @@ SHAPES: dict[str, DataShape] = {
         DataShape("text", target="text", columns=SAMPLE_COLUMNS, encode=encode_text),
         DataShape("supervised", target="response", columns=SAMPLE_COLUMNS, encode=encode_supervised),
         DataShape("pairwise", target="pair", columns=PAIR_COLUMNS, encode=encode_pairwise),
+        DataShape("tagged", target="response", columns=TAGGED_COLUMNS, encode=encode_tagged),
     )
 }
 

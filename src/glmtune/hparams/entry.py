@@ -218,7 +218,7 @@ def get_train_args(argv: Sequence[str]) -> TrainArgs:
         + check_micro_batches(training_args, finetuning_args)
         + check_evaluation(training_args, data_args, STAGES[finetuning_args.stage])
         + check_generation(generating_args)
-        + [problem for settings in stage_settings if hasattr(settings, "problems") for problem in settings.problems()]
+        + [problem for own in stage_settings if hasattr(own, "problems") for problem in own.problems(training_args)]
     )
     return TrainArgs(model_args, data_args, training_args, finetuning_args, generating_args, tuple(stage_settings))
 

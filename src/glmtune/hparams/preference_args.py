@@ -1,6 +1,7 @@
-"""Settings of the preference stages (dpo): how strongly to prefer chosen answers, and with which loss."""
+"""Settings of the preference stages (dpo, kto): how strongly to prefer good answers, and with which loss."""
 
 from dataclasses import dataclass, field
+from typing import Any
 
 # TRL DPOTrainer's loss types that glmtune offers: sigmoid is DPO itself, ipo and hinge its variants.
 PREFERENCE_LOSSES = ("sigmoid", "ipo", "hinge")
@@ -16,10 +17,29 @@ class PreferenceArguments:
         default=0.0, metadata={"help": "Weight of an added SFT loss on the chosen answers (0: none)."}
     )
 
-    def problems(self) -> list[str]:
+    def problems(self, training_args: Any) -> list[str]:
         problems = []
         if self.pref_beta <= 0:
             problems.append(f"pref_beta={self.pref_beta}: must be > 0")
         if self.pref_ftx < 0:
             problems.append(f"pref_ftx={self.pref_ftx}: must be >= 0 (0 adds no SFT loss)")
+        return problems
+
+
+@dataclass
+class KTOArguments:
+    pref_beta: float = field(
+        default=0.1, metadata={"help": "How far the policy may move from the reference (KTO's beta)."}
+    )
+    kto_chosen_weight: float = field(default=1.0, metadata={"help": "Weight of the loss on desirable answers."})
+    kto_rejected_weight: float = field(default=1.0, metadata={"help": "Weight of the loss on undesirable answers."})
+
+    def problems(self, training_args: Any) -> list[str]:
+        problems = [f"pref_beta={self.pref_beta}: must be > 0"] if self.pref_beta <= 0 else []
+        if training_args.per_device_train_batch_size < 2:
+            # KTO's KL term compares each prompt with another row's completion in the same batch
+            problems.append("stage kto needs per_device_train_batch_size of at least 2")
+        for name in ("kto_chosen_weight", "kto_rejected_weight"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name}={getattr(self, name)}: must be > 0")
         return problems
