@@ -128,6 +128,27 @@ def test_train_from_the_page_then_chat_with_the_result(server, tmp_path):
         page.screenshot(path=shots / "refused.png", full_page=True)
         assert not (workspace.parent / "escape").exists()
 
+        # a preference stage: its own fields appear with it and reach the job
+        fill(page, "Dataset folder (empty: glmtune's bundled datasets)", "")
+        page.get_by_role("button", name="Refresh datasets").filter(visible=True).first.click()
+        choose(page, "Datasets", "preference")
+        choose(page, "Stage", "dpo")
+        fill(page, "pref_beta", "0.2")
+        fill(page, "Max steps (-1: by epochs)", "2")
+        fill(page, "Output folder", "outputs/dpo")
+        page.wait_for_function(
+            "['--stage dpo', '--pref_beta 0.2', 'outputs/dpo'].every(part => "
+            "document.querySelector('#train-command textarea').value.includes(part))"
+        )
+        page.locator("#train-start").click()
+        adapter = workspace / "outputs" / "dpo" / "adapter_model.safetensors"
+        deadline = time.monotonic() + 120
+        while not adapter.is_file() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert adapter.is_file()
+        assert "pref_beta: 0.2" in (workspace / "outputs" / "dpo" / "train_config.yaml").read_text(encoding="utf-8")
+        page.screenshot(path=shots / "dpo.png", full_page=True)
+
         page.get_by_role("tab", name="Chat").click()
         fill(page, "Model path (empty: the default smollm2-135m)", "models/tiny")
         fill(page, "Adapter / checkpoint path", "outputs/browser")
@@ -146,4 +167,4 @@ def test_train_from_the_page_then_chat_with_the_result(server, tmp_path):
         expect(page.get_by_role("tab", name="训练")).to_be_visible(timeout=10_000)
         page.screenshot(path=shots / "chinese.png", full_page=True)
         browser.close()
-    assert sorted(path.name for path in shots.iterdir()) == ["chat.png", "chinese.png", "refused.png", "trained.png", "training.png"]
+    assert sorted(path.name for path in shots.iterdir()) == ["chat.png", "chinese.png", "dpo.png", "refused.png", "trained.png", "training.png"]
