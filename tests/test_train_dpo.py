@@ -81,7 +81,8 @@ def test_dpo_resumes_from_its_checkpoint(tiny_llama_dir, tmp_path, train_env):
 
 @pytest.mark.parametrize(
     ("extra", "message"),
-    [(("--pref_beta", "0"), "pref_beta=0.0: must be > 0"), (("--pref_loss", "orpo"), "invalid choice: 'orpo'")],
+    [(("--pref_beta", "0"), "pref_beta=0.0: must be > 0"), (("--pref_loss", "kto"), "invalid choice: 'kto'"),
+     (("--pref_loss", "orpo", "--pref_ftx", "0.5"), "orpo has its SFT term built in")],
 )
 def test_bad_preference_settings_fail_before_loading(extra, message, tmp_path):
     from glmtune.hparams.entry import get_train_args
@@ -100,3 +101,18 @@ def test_dpo_trains_with_prefixes_and_on_quantized_weights(extra, tiny_llama_dir
     out = run_train(dpo_argv(tiny_llama_dir, write_pairs(tmp_path), tmp_path / "dpo", *extra))
     assert (out / "adapter_model.safetensors").is_file()
     assert any("rewards/margins" in record for record in read_metrics(out))
+
+
+@pytest.mark.parametrize("loss", ["orpo", "simpo"])
+def test_reference_free_losses_raise_the_margin_without_a_reference(loss, tiny_llama_dir, tmp_path, train_env):
+    from glmtune.hparams import ModelArguments
+
+    out = run_train(dpo_argv(tiny_llama_dir, write_pairs(tmp_path, rows=16), tmp_path / loss, "--pref_loss", loss,
+                             "--max_steps", "12", "--learning_rate", "5e-3", "--per_device_train_batch_size", "4"))  # fmt: skip
+    assert (out / "adapter_model.safetensors").is_file()
+    records = [record for record in read_metrics(out) if "loss" in record]
+    assert len(records) == 12 and all(record["loss"] == record["loss"] for record in records)  # no NaN
+    prompt, chosen, rejected = "What is 3 + 3?", "3 + 3 = 6.", "No, I do not know."
+    before = margin(ModelArguments(model_name_or_path=str(tiny_llama_dir)), prompt, chosen, rejected)
+    after = margin(ModelArguments(model_name_or_path=str(tiny_llama_dir), adapter_name_or_path=str(out)), prompt, chosen, rejected)
+    assert after > before

@@ -3,8 +3,8 @@
 from dataclasses import dataclass, field
 from typing import Any
 
-# TRL DPOTrainer's loss types that glmtune offers: sigmoid is DPO itself, ipo and hinge its variants.
-PREFERENCE_LOSSES = ("sigmoid", "ipo", "hinge")
+# sigmoid is DPO itself, ipo and hinge its variants (TRL's DPOTrainer); orpo and simpo need no reference model.
+PREFERENCE_LOSSES = ("sigmoid", "ipo", "hinge", "orpo", "simpo")
 
 
 @dataclass
@@ -23,6 +23,8 @@ class PreferenceArguments:
             problems.append(f"pref_beta={self.pref_beta}: must be > 0")
         if self.pref_ftx < 0:
             problems.append(f"pref_ftx={self.pref_ftx}: must be >= 0 (0 adds no SFT loss)")
+        if self.pref_loss == "orpo" and self.pref_ftx:
+            problems.append("pref_loss=orpo has its SFT term built in: drop pref_ftx")
         return problems
 
 

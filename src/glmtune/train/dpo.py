@@ -1,4 +1,10 @@
-"""Direct preference optimisation through TRL's DPOTrainer: chosen answers made likelier than rejected ones."""
+"""Preference optimisation: chosen answers made likelier than rejected ones.
+
+DPO and its variants (sigmoid, ipo, hinge) run through TRL's DPOTrainer against a reference
+model; the reference-free losses run through TRL's trainers for them: ORPO (its odds-ratio term
+with the SFT loss built in) and SimPO (CPO's trainer with the simpo loss; pref_ftx weighs its SFT
+term).
+"""
 
 from typing import Any
 
@@ -9,31 +15,37 @@ from glmtune.hparams.entry import TrainArgs
 from glmtune.model.finetuning import prepare_for_training
 from glmtune.model.loader import load_model
 from glmtune.stages import Stage
-from glmtune.train.preference import pretokenized, reference_model
+from glmtune.train.preference import pretokenized, pretokenized_rows, reference_model
 from glmtune.train.session import build_trl_trainer, train_and_save, trl_config
 
 
 def run_dpo(stage: Stage, args: TrainArgs) -> dict[str, Any]:
-    from trl import DPOConfig, DPOTrainer
-
     [preference] = args.stage_settings
     tokenizer = load_tokenizer(args.model)
     data = build_tokenized_data(args.data, stage, get_template(args.data.template), tokenizer, args.training.seed)
     model = prepare_for_training(load_model(args.model, for_training=True), args.model, args.finetuning)
-    losses, weights = [preference.pref_loss], [1.0]
-    if preference.pref_ftx:
-        losses, weights = [*losses, "sft"], [*weights, preference.pref_ftx]  # TRL's sft loss: NLL of the chosen answer
-    config = trl_config(
-        DPOConfig, args.training, beta=preference.pref_beta, loss_type=losses, loss_weights=weights, max_length=None
-    )
-    trainer = build_trl_trainer(
-        pretokenized(DPOTrainer),
-        model,
-        ref_model=reference_model(args),
-        args=config,
-        train_dataset=data.train,
-        eval_dataset=data.validation,
-        data_collator=stage.make_collator(tokenizer),
-        processing_class=tokenizer,
-    )
+    splits = {"train_dataset": data.train, "eval_dataset": data.validation, "processing_class": tokenizer}
+    if preference.pref_loss == "orpo":
+        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+        config = trl_config(ORPOConfig, args.training, beta=preference.pref_beta)
+        trainer = build_trl_trainer(pretokenized_rows(ORPOTrainer), model, args=config, **splits)
+    elif preference.pref_loss == "simpo":
+        from trl.experimental.cpo import CPOConfig, CPOTrainer
+
+        config = trl_config(CPOConfig, args.training, loss_type="simpo", beta=preference.pref_beta, cpo_alpha=preference.pref_ftx)
+        trainer = build_trl_trainer(pretokenized_rows(CPOTrainer), model, args=config, **splits)
+    else:
+        from trl import DPOConfig, DPOTrainer
+
+        losses, weights = [preference.pref_loss], [1.0]
+        if preference.pref_ftx:
+            losses, weights = [*losses, "sft"], [*weights, preference.pref_ftx]  # TRL's sft loss: NLL of the chosen answer
+        config = trl_config(
+            DPOConfig, args.training, beta=preference.pref_beta, loss_type=losses, loss_weights=weights, max_length=None
+        )
+        trainer = build_trl_trainer(
+            pretokenized(DPOTrainer), model, ref_model=reference_model(args), args=config,
+            data_collator=stage.make_collator(tokenizer), **splits,
+        )  # fmt: skip
     return train_and_save(trainer, args.finetuning.plot_loss)
