@@ -41,6 +41,20 @@ SHOWN_BAD_ROWS = 3  # full messages logged per dataset; the report keeps counts 
 STOPPING = {"interleave_under": "first_exhausted", "interleave_over": "all_exhausted"}
 
 
+@dataclass(frozen=True)
+class ReadOptions:
+    """The data settings that decide which rows are read and how they read: nothing else reaches the readers."""
+
+    streaming: bool = False
+    max_samples: int | None = None
+    identity_name: str = "glmtune"
+    identity_author: str = "glmtune"
+
+    @classmethod
+    def from_args(cls, data_args: DataArguments) -> "ReadOptions":
+        return cls(data_args.streaming, data_args.max_samples, data_args.identity_name, data_args.identity_author)
+
+
 @dataclass
 class LoadedData:
     """Examples for training and validation, and what happened to every row read.
@@ -68,29 +82,31 @@ def load_examples(data_args: DataArguments, stage: str, seed: int = 42) -> Loade
     specs = [resolve(name, registry, data_args.generator_args) for name in names]
     eval_specs = [resolve(name, registry, data_args.generator_args) for name in eval_names]
     report = LoadReport()
-    train_parts = [read_dataset(spec, stage, target, data_args, report) for spec in specs]
-    eval_parts = [read_dataset(spec, stage, target, data_args, report) for spec in eval_specs]
-    train = mix(train_parts, data_args, seed, report) if train_parts else None
-    validation = mix(eval_parts, data_args, seed, report) if eval_parts else None
+    reading = ReadOptions.from_args(data_args)
+    train_parts = [read_dataset(spec, stage, target, reading, report) for spec in specs]
+    eval_parts = [read_dataset(spec, stage, target, reading, report) for spec in eval_specs]
+    mixing = (data_args.mix_strategy, data_args.interleave_probs, seed)
+    train = mix(train_parts, *mixing, report) if train_parts else None
+    validation = mix(eval_parts, *mixing, report) if eval_parts else None
     if train is not None and data_args.val_size:
-        train, validation = split_validation(train, data_args, seed)
-    finish_report(report, data_args)
+        train, validation = split_validation(train, data_args.val_size, data_args.buffer_size, seed)
+    finish_report(report, data_args.streaming)
     return LoadedData(train=train, validation=validation, report=report)
 
 
-def read_dataset(spec: DatasetSpec, stage: str, target: Target, data_args: DataArguments, report: LoadReport) -> AnyDataset:
+def read_dataset(spec: DatasetSpec, stage: str, target: Target, reading: ReadOptions, report: LoadReport) -> AnyDataset:
     """One dataset's rows as Examples holding `target`; its own report is merged into `report` (as rows
     stream, when streaming)."""
     from datasets import Dataset, IterableDataset
 
     verify_sha1(spec)
     row_format = fit_format(spec, stage, target)
-    if data_args.streaming:
-        generate = streaming_examples(spec, row_format, data_args, target, report)
+    if reading.streaming:
+        generate = streaming_examples(spec, row_format, reading, target, report)
         dataset = IterableDataset.from_generator(generate, features=example_features())
-        return dataset.take(data_args.max_samples) if data_args.max_samples else dataset
+        return dataset.take(reading.max_samples) if reading.max_samples else dataset
     own = LoadReport()
-    examples = list(limited(convert_rows(spec, row_format, data_args, target, Tally([own])), data_args.max_samples))
+    examples = list(limited(convert_rows(spec, row_format, reading, target, Tally([own])), reading.max_samples))
     logger.debug("dataset %s: %s", spec.name, own.summary())
     report.merge(own)
     if not examples:
@@ -190,7 +206,7 @@ class Tally:
 
 
 def convert_rows(
-    spec: DatasetSpec, row_format: RowFormat, data_args: DataArguments, target: Target, tally: Tally
+    spec: DatasetSpec, row_format: RowFormat, reading: ReadOptions, target: Target, tally: Tally
 ) -> Iterator[Example]:
     """Examples from raw rows; a bad row is counted by reason, never dropped silently."""
     for ordinal, (location, row) in enumerate(raw_rows(spec)):
@@ -205,7 +221,7 @@ def convert_rows(
             continue
         if new:
             tally.keep()
-        yield fill_identity(example, data_args.identity_name, data_args.identity_author)
+        yield fill_identity(example, reading.identity_name, reading.identity_author)
 
 
 def limited(examples: Iterator[Example], max_samples: int | None) -> Iterator[Example]:
@@ -214,7 +230,7 @@ def limited(examples: Iterator[Example], max_samples: int | None) -> Iterator[Ex
 
 
 def streaming_examples(
-    spec: DatasetSpec, row_format: RowFormat, data_args: DataArguments, target: Target, report: LoadReport
+    spec: DatasetSpec, row_format: RowFormat, reading: ReadOptions, target: Target, report: LoadReport
 ) -> Callable[[], Iterator[Example]]:
     """A generator function for IterableDataset; counts go straight into the shared report as rows stream."""
 
@@ -222,7 +238,7 @@ def streaming_examples(
     tally = Tally([own, report])
 
     def generate() -> Iterator[Example]:
-        yield from convert_rows(spec, row_format, data_args, target, tally)
+        yield from convert_rows(spec, row_format, reading, target, tally)
         if not tally.finished:
             tally.finished = True
             logger.info("dataset %s streamed to the end: %s", spec.name, own.summary())
@@ -230,22 +246,24 @@ def streaming_examples(
     return generate
 
 
-def mix(datasets: list[AnyDataset], data_args: DataArguments, seed: int, report: LoadReport) -> AnyDataset:
+def mix(
+    datasets: list[AnyDataset], strategy: str, interleave_probs: str | None, seed: int, report: LoadReport
+) -> AnyDataset:
     """Concatenate, or interleave with `interleave_probs` (under: stop at the first exhausted; over: at the last)."""
     from datasets import Dataset, concatenate_datasets, interleave_datasets
 
     if len(datasets) == 1:
         return datasets[0]
-    if data_args.mix_strategy == "concat":
+    if strategy == "concat":
         return concatenate_datasets(datasets)
-    if data_args.mix_strategy not in STOPPING:
-        raise ConfigError(f"mix_strategy {data_args.mix_strategy!r}: use concat, interleave_under or interleave_over")
-    probabilities = parse_probabilities(data_args.interleave_probs, len(datasets))
+    if strategy not in STOPPING:
+        raise ConfigError(f"mix_strategy {strategy!r}: use concat, interleave_under or interleave_over")
+    probabilities = parse_probabilities(interleave_probs, len(datasets))
     mixed = interleave_datasets(
-        datasets, probabilities=probabilities, seed=seed, stopping_strategy=STOPPING[data_args.mix_strategy]
+        datasets, probabilities=probabilities, seed=seed, stopping_strategy=STOPPING[strategy]
     )
     if isinstance(mixed, Dataset):
-        count_interleaving(datasets, mixed, data_args.mix_strategy, report)
+        count_interleaving(datasets, mixed, strategy, report)
     return mixed
 
 
@@ -275,15 +293,14 @@ def parse_probabilities(text: str | None, count: int) -> list[float] | None:
     return probabilities
 
 
-def split_validation(dataset: AnyDataset, data_args: DataArguments, seed: int) -> tuple[AnyDataset, AnyDataset]:
+def split_validation(dataset: AnyDataset, size: float, buffer_size: int, seed: int) -> tuple[AnyDataset, AnyDataset]:
     """Hold out `val_size` rows (a fraction below 1, else a count), shuffled under `seed`."""
     from datasets import IterableDataset
 
-    size = data_args.val_size
     if isinstance(dataset, IterableDataset):
         if size < 1:
             raise ConfigError(f"val_size={size} with streaming: the length is unknown, give a row count (e.g. 500)")
-        shuffled = dataset.shuffle(seed=seed, buffer_size=data_args.buffer_size)
+        shuffled = dataset.shuffle(seed=seed, buffer_size=buffer_size)
         return shuffled.skip(int(size)), shuffled.take(int(size))
     test_size: float | int = size if size < 1 else int(size)
     if isinstance(test_size, int) and test_size >= len(dataset):
@@ -292,8 +309,8 @@ def split_validation(dataset: AnyDataset, data_args: DataArguments, seed: int) -
     return split["train"], split["test"]
 
 
-def finish_report(report: LoadReport, data_args: DataArguments) -> None:
-    if data_args.streaming:
+def finish_report(report: LoadReport, streaming: bool) -> None:
+    if streaming:
         logger.info("data: streaming, so rows are counted as they are read")
         return
     # Skips need attention now; otherwise the training summary (data/pipeline.py) reports these counts.
