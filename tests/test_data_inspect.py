@@ -206,3 +206,11 @@ def test_pairwise_data_shows_chosen_and_rejected(capsys, tiny_llama_dir):
     first = json.loads((Path(__file__).parents[1] / "src/glmtune/resources/preference.json").read_text())[0]
     texts = "".join(text for _, text, _ in samples(out))
     assert first["chosen"] in texts and first["rejected"] in texts
+
+
+def test_tagged_data_shows_whether_each_answer_is_desirable(capsys, tiny_llama_dir):
+    code, out, _ = run_inspect(capsys, "kto_demo", "--stage", "kto", "--model", str(tiny_llama_dir), "-n", "2")
+    assert code == 0
+    headers = [header for header, _, _ in samples(out)]
+    assert any("completion (desirable)" in header for header in headers)
+    assert any("completion (undesirable)" in header for header in headers)

@@ -153,6 +153,8 @@ def show_samples(out: Output, tokenizer: Any, dataset: Any, count: int) -> None:
             runs = loss_runs(row[ids_column], row[labels_column] if labels_column else None)
             carried = sum(len(ids) for ids, loss in runs if loss)
             kind = ids_column[: -len("_ids")] + " " if ids_column != "input_ids" else ""
+            if ids_column == "completion_ids" and "label" in row:  # kto: whether this answer is one to learn or unlearn
+                kind += "(desirable) " if row["label"] else "(undesirable) "
             out.line()
             out.line(f"── sample {index + 1}{where}: {kind}{len(row[ids_column])} tokens, {carried} carry loss ──")
             out.marked(text_segments(tokenizer, runs))
