@@ -71,3 +71,15 @@ def test_a_running_record_whose_process_is_gone_becomes_lost(tmp_path):
 @pytest.mark.parametrize("job_id", ["../x", "a/b", "", "missing"])
 def test_unknown_or_path_like_job_ids_find_nothing(tmp_path, job_id):
     assert JobManager(tmp_path).get(job_id) is None
+
+
+def test_an_end_saved_after_a_record_was_read_is_never_overwritten_as_lost(tmp_path):
+    """A reader holding a stale 'running' record must not mark lost a job whose watcher just saved its end."""
+    jobs = JobManager(tmp_path)
+    record = jobs.start("train", SLEEPER, tmp_path / "out")
+    stale = jobs.load(record.id)
+    jobs.stop(record.id)
+    assert wait_until_done(jobs, record.id, timeout=20).status == STOPPED
+    other = JobManager(tmp_path)  # a second server: the job is no process of its own
+    assert other.refreshed(stale).status == STOPPED
+    assert other.get(record.id).status == STOPPED

@@ -23,7 +23,8 @@ class Stage:
     """One training stage.
 
     data: the data shape its rows are converted and encoded into (a key of data.shapes.SHAPES).
-    collator: "module:callable" that makes the batching function, called with (tokenizer, pad_to_multiple_of).
+    collator: "module:callable" that makes the batching function, called with (tokenizer, pad_to_multiple_of);
+        None where the trainer batches the rows itself (GRPO generates from them).
     head: the transformers auto class the model loads with.
     recipe: "module:function" run as function(stage, args) by `glmtune train`.
     settings: "module:Class" dataclasses of settings only this stage reads, parsed beside the common ones; a
@@ -34,7 +35,7 @@ class Stage:
     name: str
     summary: str
     data: str
-    collator: str
+    collator: str | None
     recipe: str
     head: str = CAUSAL_LM
     settings: tuple[str, ...] = ()
@@ -47,6 +48,7 @@ class Stage:
         return tuple(load_object(path) for path in self.settings)
 
     def make_collator(self, tokenizer: Any) -> Any:
+        assert self.collator is not None, f"stage {self.name}: its trainer batches rows itself"
         return load_object(self.collator)(tokenizer, pad_to_multiple_of=8)
 
 
@@ -93,6 +95,14 @@ STAGES: dict[str, Stage] = {
             collator="glmtune.data.collators:unpaired_preference_collator",
             recipe="glmtune.train.kto:run_kto",
             settings=("glmtune.hparams.preference_args:KTOArguments",),
+        ),
+        Stage(
+            name="grpo",
+            summary="GRPO: answers generated per prompt, scored by verifiable rewards, the better made likelier",
+            data="prompted",
+            collator=None,  # GRPO's trainer batches the rows it generates from itself
+            recipe="glmtune.train.grpo:run_grpo",
+            settings=("glmtune.hparams.grpo_args:GRPOArguments",),
         ),
     )
 }

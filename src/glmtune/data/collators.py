@@ -101,3 +101,4 @@ def unpaired_preference_collator(tokenizer: Any, pad_to_multiple_of: int | None 
     from trl.trainer.kto_trainer import DataCollatorForUnpairedPreference
 
     return DataCollatorForUnpairedPreference(pad_token_id=pad_token_id(tokenizer), pad_to_multiple_of=pad_to_multiple_of)
+

@@ -15,6 +15,7 @@ from datasets import Dataset, List, Value
 from glmtune.data.converters import Target
 from glmtune.data.packing import pack_dataset
 from glmtune.data.pairwise import PAIRWISE
+from glmtune.data.prompted import PROMPTED
 from glmtune.data.row_encoding import (
     EncodingJob,
     EncodingOptions,
@@ -31,6 +32,7 @@ from glmtune.errors import look_up
 IDS = List(Value("int32"))
 SAMPLE_COLUMNS = {"input_ids": IDS, "labels": IDS, "length": Value("int32")}
 PAIR_COLUMNS = {"prompt_ids": IDS, "chosen_ids": IDS, "rejected_ids": IDS, "length": Value("int32")}
+PROMPTED_COLUMNS = {"prompt_ids": IDS, "answer": Value("string"), "length": Value("int32")}
 TAGGED_COLUMNS = {"prompt_ids": IDS, "completion_ids": IDS, "label": Value("bool"), "length": Value("int32")}
 
 Encode = Callable[[Dataset, dict[str, Any], EncodingJob], tuple[Dataset, LoadReport]]
@@ -52,6 +54,11 @@ def encode_pairwise(dataset: Dataset, columns: dict[str, Any], job: EncodingJob)
 def encode_tagged(dataset: Dataset, columns: dict[str, Any], job: EncodingJob) -> tuple[Dataset, LoadReport]:
     """A prompt with one answer tagged desirable or not (the columns TRL's KTO trainer reads)."""
     return encode_rows(dataset, TAGGED, columns, job)
+
+
+def encode_prompted(dataset: Dataset, columns: dict[str, Any], job: EncodingJob) -> tuple[Dataset, LoadReport]:
+    """A prompt to answer by generation, with the reference answer that reward functions may check."""
+    return encode_rows(dataset, PROMPTED, columns, job)
 
 
 def encode_text(dataset: Dataset, columns: dict[str, Any], job: EncodingJob) -> tuple[Dataset, LoadReport]:
@@ -78,6 +85,7 @@ SHAPES: dict[str, DataShape] = {
         DataShape("supervised", target="response", columns=SAMPLE_COLUMNS, encode=encode_supervised),
         DataShape("pairwise", target="pair", columns=PAIR_COLUMNS, encode=encode_pairwise),
         DataShape("tagged", target="response", columns=TAGGED_COLUMNS, encode=encode_tagged),
+        DataShape("prompted", target="response", columns=PROMPTED_COLUMNS, encode=encode_prompted),
     )
 }
 

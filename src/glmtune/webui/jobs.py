@@ -144,9 +144,13 @@ class JobManager:
         if record.pid is not None and same_process(record.pid, record.argv):
             return record
         with self.lock:
-            record.status, record.ended = LOST, time.time()
-            self.save(record)
-        return record
+            # read again under the lock: the watcher may have saved the job's end since `record` was read
+            current = self.load(record.id)
+            if current is None or not current.running or current.id in self.processes:
+                return current
+            current.status, current.ended = LOST, time.time()
+            self.save(current)
+        return current
 
     def load(self, job_id: str) -> JobRecord | None:
         path = self.records_dir / f"{job_id}.json"

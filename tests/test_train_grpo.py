@@ -1,0 +1,66 @@
+"""The grpo stage: TRL's GRPO generating from glmtune-encoded prompts, scored by bundled or user reward functions."""
+
+from pathlib import Path
+
+import pytest
+from train_helpers import (
+    read_metrics,
+    run_train,
+    train_argv,
+    train_env,  # noqa: F401  (fixture)
+)
+
+from glmtune.errors import ConfigError
+from glmtune.train.rewards import format as format_reward
+from glmtune.train.rewards import math_exact
+
+GRPO_FLAGS = ("--generator_args", "{size: 16, seed: 1}", "--per_device_train_batch_size", "4",
+              "--max_completion_length", "8", "--max_steps", "2")  # fmt: skip
+
+
+def grpo_argv(model_dir: Path, output_dir: Path, *extra: str) -> list[str]:
+    return train_argv(model_dir, "math_4op", output_dir, *GRPO_FLAGS, *extra, stage="grpo")
+
+
+def test_bundled_rewards_check_the_result_and_the_form():
+    completions = ["12 * 7 = 84", "the answer is 84", "12 * 7 = 85", ""]
+    assert math_exact(completions, answer=["12 * 7 = 84"] * 4) == [1.0, 1.0, 0.0, 0.0]
+    assert format_reward(completions) == [1.0, 0.0, 1.0, 0.0]
+
+
+def test_grpo_trains_an_adapter_and_logs_each_reward(tiny_model_dir, tmp_path, train_env):
+    out = run_train(grpo_argv(tiny_model_dir, tmp_path / "grpo", "--reward_funcs", "math_exact,format"))
+    assert (out / "adapter_model.safetensors").is_file()
+    records = [record for record in read_metrics(out) if "loss" in record]
+    assert len(records) == 2 and all("rewards/math_exact/mean" in r and "rewards/format/mean" in r for r in records)
+
+
+def test_a_users_reward_function_by_module_and_name(tiny_llama_dir, tmp_path, train_env, monkeypatch):
+    (tmp_path / "my_rewards.py").write_text(
+        "def brevity(completions, **kwargs):\n    return [1.0 / (1 + len(text)) for text in completions]\n", encoding="utf-8"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = run_train(grpo_argv(tiny_llama_dir, tmp_path / "grpo", "--reward_funcs", "my_rewards:brevity"))
+    rewards = [record["rewards/brevity/mean"] for record in read_metrics(out) if "rewards/brevity/mean" in record]
+    assert rewards and all(0 < reward <= 1 for reward in rewards)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ((), "stage grpo needs reward_funcs"),
+        (("--reward_funcs", "math_exat"), "unknown 'math_exat'"),
+        (("--reward_funcs", "math_exact", "--num_generations", "3"), "must be a multiple of num_generations=3"),
+        (("--reward_funcs", "math_exact", "--num_generations", "1"), "at least 2 answers"),
+    ],
+)
+def test_bad_grpo_settings_fail_before_loading(extra, message, tmp_path):
+    from glmtune.hparams.entry import get_train_args
+
+    with pytest.raises(ConfigError, match=message):
+        get_train_args(["--stage", "grpo", "--dataset", "math_4op", "--output_dir", str(tmp_path), *extra])
+
+
+def test_an_unimportable_reward_function_is_a_clear_error(tiny_llama_dir, tmp_path, train_env):
+    with pytest.raises(ConfigError, match="cannot import 'no_such_module:reward'"):
+        run_train(grpo_argv(tiny_llama_dir, tmp_path / "grpo", "--reward_funcs", "no_such_module:reward"))
