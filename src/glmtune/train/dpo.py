@@ -8,22 +8,20 @@ term).
 
 from typing import Any
 
-from glmtune.data.pipeline import build_tokenized_data
-from glmtune.data.templates import get_template
-from glmtune.data.tokenizer import load_tokenizer
 from glmtune.hparams.entry import TrainArgs
-from glmtune.model.finetuning import prepare_for_training
-from glmtune.model.loader import load_model
 from glmtune.stages import Stage
 from glmtune.train.preference import pretokenized, pretokenized_rows, reference_model
-from glmtune.train.session import build_trl_trainer, train_and_save, trl_config
+from glmtune.train.session import (
+    build_trl_trainer,
+    tokenizer_data_model,
+    train_and_save,
+    trl_config,
+)
 
 
 def run_dpo(stage: Stage, args: TrainArgs) -> dict[str, Any]:
     [preference] = args.stage_settings
-    tokenizer = load_tokenizer(args.model)
-    data = build_tokenized_data(args.data, stage, get_template(args.data.template), tokenizer, args.training.seed)
-    model = prepare_for_training(load_model(args.model, for_training=True), args.model, args.finetuning)
+    tokenizer, data, model = tokenizer_data_model(stage, args)
     splits = {"train_dataset": data.train, "eval_dataset": data.validation, "processing_class": tokenizer}
     if preference.pref_loss == "orpo":
         from trl.experimental.orpo import ORPOConfig, ORPOTrainer

@@ -7,15 +7,15 @@ encoded samples here, as TRL's own preparation would.
 
 from typing import Any
 
-from glmtune.data.pipeline import build_tokenized_data
-from glmtune.data.templates import get_template
-from glmtune.data.tokenizer import load_tokenizer
 from glmtune.hparams.entry import TrainArgs
-from glmtune.model.finetuning import prepare_for_training
-from glmtune.model.loader import load_model
 from glmtune.stages import Stage
 from glmtune.train.preference import pretokenized, reference_model
-from glmtune.train.session import build_trl_trainer, train_and_save, trl_config
+from glmtune.train.session import (
+    build_trl_trainer,
+    tokenizer_data_model,
+    train_and_save,
+    trl_config,
+)
 
 
 def add_mismatched_completions(trainer: Any, dataset: Any, args: Any) -> Any:
@@ -34,9 +34,7 @@ def run_kto(stage: Stage, args: TrainArgs) -> dict[str, Any]:
     from trl import KTOConfig, KTOTrainer
 
     [kto] = args.stage_settings
-    tokenizer = load_tokenizer(args.model)
-    data = build_tokenized_data(args.data, stage, get_template(args.data.template), tokenizer, args.training.seed)
-    model = prepare_for_training(load_model(args.model, for_training=True), args.model, args.finetuning)
+    tokenizer, data, model = tokenizer_data_model(stage, args)
     config = trl_config(
         KTOConfig,
         args.training,

@@ -8,24 +8,21 @@ modules_to_save) and a plain transformers + PEFT load scores (`glmtune score`).
 
 from typing import Any
 
-from glmtune.data.pipeline import build_tokenized_data
-from glmtune.data.templates import get_template
-from glmtune.data.tokenizer import load_tokenizer
 from glmtune.hparams.entry import TrainArgs
-from glmtune.model.finetuning import prepare_for_training
-from glmtune.model.loader import load_model
 from glmtune.stages import Stage
-from glmtune.train.session import build_trl_trainer, train_and_save, trl_config
+from glmtune.train.session import (
+    build_trl_trainer,
+    tokenizer_data_model,
+    train_and_save,
+    trl_config,
+)
 
 
 def run_rm(stage: Stage, args: TrainArgs) -> dict[str, Any]:
     from trl import RewardConfig, RewardTrainer
 
-    tokenizer = load_tokenizer(args.model)
-    data = build_tokenized_data(args.data, stage, get_template(args.data.template), tokenizer, args.training.seed)
-    model = load_model(args.model, for_training=True, head=stage.head)
+    tokenizer, data, model = tokenizer_data_model(stage, args)
     model.config.pad_token_id = tokenizer.pad_token_id  # the head scores each row's last token before padding
-    model = prepare_for_training(model, args.model, args.finetuning)
     trainer = build_trl_trainer(
         RewardTrainer,
         model,

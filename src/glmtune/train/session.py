@@ -4,8 +4,13 @@ import dataclasses
 import logging
 from typing import Any
 
-from glmtune.data.pipeline import TokenizedData
-from glmtune.model.finetuning import upcast_trainable
+from glmtune.data.pipeline import TokenizedData, build_tokenized_data
+from glmtune.data.templates import get_template
+from glmtune.data.tokenizer import load_tokenizer
+from glmtune.hparams.entry import TrainArgs
+from glmtune.model.finetuning import prepare_for_training, upcast_trainable
+from glmtune.model.loader import load_model
+from glmtune.stages import Stage
 from glmtune.train.callbacks import (
     CompleteCheckpointMarker,
     MetricsLogger,
@@ -17,6 +22,15 @@ from glmtune.train.plot import plot_loss
 from glmtune.train.trainer import GlmtuneTrainer
 
 logger = logging.getLogger(__name__)
+
+
+def tokenizer_data_model(stage: Stage, args: TrainArgs) -> tuple[Any, TokenizedData, Any]:
+    """What every recipe starts from: the tokenizer, the stage's encoded data (bad data fails before any model
+    loads), and the model with the stage's head, made trainable by the chosen method."""
+    tokenizer = load_tokenizer(args.model)
+    data = build_tokenized_data(args.data, stage, get_template(args.data.template), tokenizer, args.training.seed)
+    model = prepare_for_training(load_model(args.model, for_training=True, head=stage.head), args.model, args.finetuning)
+    return tokenizer, data, model
 
 
 def glmtune_callbacks() -> list[Any]:

@@ -5,24 +5,17 @@ Both stages share this recipe; their registry records differ in the data shape t
 
 from typing import Any
 
-from glmtune.data.pipeline import build_tokenized_data
-from glmtune.data.templates import get_template
-from glmtune.data.tokenizer import load_tokenizer
 from glmtune.errors import ConfigError
 from glmtune.hparams.entry import TrainArgs
 from glmtune.hparams.validation import predicts_after_training
-from glmtune.model.finetuning import prepare_for_training
-from glmtune.model.loader import load_model
 from glmtune.model.segment_attention import use_segment_attention
 from glmtune.stages import Stage
 from glmtune.train.micro_batches import micro_batch_token_budget, supports_packed_rows
-from glmtune.train.session import build_trainer, train_and_save
+from glmtune.train.session import build_trainer, tokenizer_data_model, train_and_save
 
 
 def run_sft(stage: Stage, args: TrainArgs) -> dict[str, Any]:
-    tokenizer = load_tokenizer(args.model)
-    data = build_tokenized_data(args.data, stage, get_template(args.data.template), tokenizer, args.training.seed)
-    model = prepare_for_training(load_model(args.model, for_training=True), args.model, args.finetuning)
+    tokenizer, data, model = tokenizer_data_model(stage, args)
     packs_rows = supports_packed_rows(model)
     if args.data.packing and not packs_rows:
         raise ConfigError("packing needs a transformers model class without prefix tuning: set packing=false")
