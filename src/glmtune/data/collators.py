@@ -42,13 +42,18 @@ def pad_positions(sequences: list[list[int]], length: int) -> torch.Tensor:
     return batch
 
 
+def padded_batch(sequences: list[list[int]], pad_id: int, multiple: int | None = None) -> dict[str, torch.Tensor]:
+    """input_ids padded on the right, and the attention_mask of their real tokens."""
+    length = padded_length(sequences, multiple)
+    mask = torch.arange(length) < torch.tensor([len(sequence) for sequence in sequences])[:, None]
+    return {"input_ids": pad(sequences, pad_id, length), "attention_mask": mask.long()}
+
+
 def supervised_batch(
     input_ids: list[list[int]], labels: list[list[int]], pad_id: int, multiple: int | None
 ) -> dict[str, torch.Tensor]:
-    length = padded_length(input_ids, multiple)
-    ids = pad(input_ids, pad_id, length)
-    mask = torch.arange(length) < torch.tensor([len(sequence) for sequence in input_ids])[:, None]
-    return {"input_ids": ids, "attention_mask": mask.long(), "labels": pad(labels, IGNORE_INDEX, length)}
+    batch = padded_batch(input_ids, pad_id, multiple)
+    return {**batch, "labels": pad(labels, IGNORE_INDEX, batch["input_ids"].shape[1])}
 
 
 @dataclass
@@ -84,9 +89,7 @@ class PairwiseCollator:
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         sequences = [feature["prompt_ids"] + feature[f"{side}_ids"] for side in ("chosen", "rejected") for feature in features]
-        length = padded_length(sequences, self.pad_to_multiple_of)
-        mask = torch.arange(length) < torch.tensor([len(sequence) for sequence in sequences])[:, None]
-        return {"input_ids": pad(sequences, pad_token_id(self.tokenizer), length), "attention_mask": mask.long()}
+        return padded_batch(sequences, pad_token_id(self.tokenizer), self.pad_to_multiple_of)
 
 
 def preference_collator(tokenizer: Any, pad_to_multiple_of: int | None = None) -> Any:

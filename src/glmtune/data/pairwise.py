@@ -5,10 +5,15 @@ assistant turn. A pair over cutoff_len keeps the beginning of the prompt and of 
 the budget shared as for supervised samples, so both answers are cut at the same length.
 """
 
-from glmtune.data.row_encoding import EncodingOptions, RowEncoder, SkipRow
+from glmtune.data.row_encoding import (
+    EncodingOptions,
+    RowEncoder,
+    SkipRow,
+    prompt_and_answer,
+)
 from glmtune.data.schema import ASSISTANT_SIDE, USER_SIDE, Example, LoadReport, Message
 from glmtune.data.templates import EncodedTurn
-from glmtune.data.truncation import over_cutoff, split_budget
+from glmtune.data.truncation import cut_prompt_and_answers
 
 
 def pairwise_conversations(example: Example) -> list[list[Message]]:
@@ -25,21 +30,13 @@ def pairwise_conversations(example: Example) -> list[list[Message]]:
     return [[*history, chosen], [*history, rejected]]
 
 
-def flatten(turns: list[EncodedTurn]) -> list[int]:
-    return [token for prompt, response in turns for token in prompt + response]
-
-
 def pairwise_sample(
     example: Example, conversations: list[list[EncodedTurn]], options: EncodingOptions, report: LoadReport | None
 ) -> dict[str, list[int]]:
     """prompt_ids, and the ids of each answer after it: the columns TRL's preference trainers read."""
     chosen_turns, rejected_turns = conversations
-    *history, (last_prompt, chosen) = chosen_turns
-    prompt, rejected = flatten(history) + last_prompt, rejected_turns[-1][1]
-    longest = max(len(chosen), len(rejected))
-    if over_cutoff(len(prompt) + longest, options, report):
-        prompt_keep, answer_keep = split_budget(len(prompt), longest, options.cutoff_len)
-        prompt, chosen, rejected = prompt[:prompt_keep], chosen[:answer_keep], rejected[:answer_keep]
+    prompt, chosen = prompt_and_answer(chosen_turns)
+    prompt, (chosen, rejected) = cut_prompt_and_answers(prompt, [chosen, rejected_turns[-1][1]], options, report)
     return {"prompt_ids": prompt, "chosen_ids": chosen, "rejected_ids": rejected}
 
 

@@ -5,8 +5,7 @@ assistant turn, as text) is kept for reward functions that check a generated ans
 A prompt over cutoff_len keeps its end, where generation continues.
 """
 
-from glmtune.data.pairwise import flatten
-from glmtune.data.row_encoding import EncodingOptions, RowEncoder
+from glmtune.data.row_encoding import EncodingOptions, RowEncoder, prompt_and_answer
 from glmtune.data.schema import Example, LoadReport, Message
 from glmtune.data.supervised import supervised_conversations
 from glmtune.data.templates import EncodedTurn
@@ -16,8 +15,7 @@ from glmtune.data.truncation import over_cutoff
 def prompted_sample(
     example: Example, conversations: list[list[EncodedTurn]], options: EncodingOptions, report: LoadReport | None
 ) -> dict[str, list[int] | str]:
-    *history, (last_prompt, _) = conversations[0]
-    prompt = flatten(history) + last_prompt
+    prompt, _ = prompt_and_answer(conversations[0])
     if over_cutoff(len(prompt), options, report):
         prompt = prompt[-options.cutoff_len :]
     answer: Message = example["messages"][-1]

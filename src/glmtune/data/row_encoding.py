@@ -91,6 +91,12 @@ def lay_out(
         raise SkipRow("invalid conversation", str(error)) from error
 
 
+def prompt_and_answer(turns: list[EncodedTurn]) -> tuple[list[int], list[int]]:
+    """Ids of everything before a conversation's last answer, and of that answer."""
+    *history, (last_prompt, answer) = turns
+    return [token for prompt, response in history for token in prompt + response] + last_prompt, answer
+
+
 def rows(batch: dict[str, list[Any]]) -> Iterator[dict[str, Any]]:
     names = list(batch)
     for values in zip(*batch.values()):

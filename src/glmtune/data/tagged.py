@@ -4,12 +4,16 @@ The prompt is the conversation before the last assistant turn; the completion is
 sample over cutoff_len keeps the beginning of both, sharing the budget as for pairs.
 """
 
-from glmtune.data.pairwise import flatten
-from glmtune.data.row_encoding import EncodingOptions, RowEncoder, SkipRow
+from glmtune.data.row_encoding import (
+    EncodingOptions,
+    RowEncoder,
+    SkipRow,
+    prompt_and_answer,
+)
 from glmtune.data.schema import Example, LoadReport, Message
 from glmtune.data.supervised import supervised_conversations
 from glmtune.data.templates import EncodedTurn
-from glmtune.data.truncation import over_cutoff, split_budget
+from glmtune.data.truncation import cut_prompt_and_answers
 
 
 def tagged_conversations(example: Example) -> list[list[Message]]:
@@ -22,11 +26,8 @@ def tagged_sample(
     example: Example, conversations: list[list[EncodedTurn]], options: EncodingOptions, report: LoadReport | None
 ) -> dict[str, list[int] | bool]:
     """prompt_ids, completion_ids and label: the columns TRL's KTO trainer reads."""
-    *history, (last_prompt, completion) = conversations[0]
-    prompt = flatten(history) + last_prompt
-    if over_cutoff(len(prompt) + len(completion), options, report):
-        prompt_keep, completion_keep = split_budget(len(prompt), len(completion), options.cutoff_len)
-        prompt, completion = prompt[:prompt_keep], completion[:completion_keep]
+    prompt, completion = prompt_and_answer(conversations[0])
+    prompt, (completion,) = cut_prompt_and_answers(prompt, [completion], options, report)
     return {"prompt_ids": prompt, "completion_ids": completion, "label": bool(example["kto_tag"])}
 
 

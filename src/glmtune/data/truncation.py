@@ -20,6 +20,17 @@ def over_cutoff(total: int, options: EncodingOptions, report: LoadReport | None)
     return True
 
 
+def cut_prompt_and_answers(
+    prompt: list[int], answers: list[list[int]], options: EncodingOptions, report: LoadReport | None
+) -> tuple[list[int], list[list[int]]]:
+    """A prompt and the answers that may follow it, cut to cutoff_len as one sample (every answer to one length)."""
+    longest = max(len(answer) for answer in answers)
+    if not over_cutoff(len(prompt) + longest, options, report):
+        return prompt, answers
+    prompt_keep, answer_keep = split_budget(len(prompt), longest, options.cutoff_len)
+    return prompt[:prompt_keep], [answer[:answer_keep] for answer in answers]
+
+
 def split_budget(prompt_len: int, response_len: int, budget: int) -> tuple[int, int]:
     """How many prompt and response tokens fit in `budget`.
 

@@ -7,7 +7,8 @@ its adapters, and sees text laid out by the same template, so scores match those
 from collections.abc import Sequence
 from typing import Any
 
-from glmtune.data.collators import pad, pad_token_id, padded_length
+from glmtune.data.collators import PairwiseCollator, pad_token_id, padded_batch
+from glmtune.data.row_encoding import prompt_and_answer
 from glmtune.stages import get_stage
 
 
@@ -21,15 +22,12 @@ def load_reward_model(model_args: Any) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def score_ids(model: Any, tokenizer: Any, sequences: list[list[int]]) -> list[float]:
-    """One score per token sequence, right-padded as the reward trainer's batches were."""
+def score_batch(model: Any, batch: dict[str, Any]) -> list[float]:
+    """One score per row of a right-padded batch, as the reward trainer's batches were."""
     import torch
 
-    length = padded_length(sequences, None)
-    mask = torch.arange(length) < torch.tensor([len(sequence) for sequence in sequences])[:, None]
-    input_ids = pad(sequences, pad_token_id(tokenizer), length).to(model.device)
     with torch.no_grad():
-        return model(input_ids=input_ids, attention_mask=mask.long().to(model.device)).logits[:, 0].float().tolist()
+        return model(**{name: values.to(model.device) for name, values in batch.items()}).logits[:, 0].float().tolist()
 
 
 def score_answer(model: Any, tokenizer: Any, data_args: Any, prompt: str, response: str) -> float:
@@ -37,7 +35,8 @@ def score_answer(model: Any, tokenizer: Any, data_args: Any, prompt: str, respon
 
     messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
     turns = encode_turns(get_template(data_args.template), tokenizer, messages, data_args.default_system)
-    return score_ids(model, tokenizer, [[token for turn in turns for token in turn[0] + turn[1]]])[0]
+    prompt_ids, answer_ids = prompt_and_answer(turns)
+    return score_batch(model, padded_batch([prompt_ids + answer_ids], pad_token_id(tokenizer)))[0]
 
 
 def rank_pairs(model: Any, tokenizer: Any, data_args: Any, batch_size: int) -> dict[str, float]:
@@ -50,13 +49,12 @@ def rank_pairs(model: Any, tokenizer: Any, data_args: Any, batch_size: int) -> d
     loaded = load_examples(data_args, stage.name)
     examples = loaded.validation if loaded.validation is not None else loaded.train
     pairs, _ = encode_dataset(examples, stage.data, get_template(data_args.template), tokenizer, data_args)
+    collate = PairwiseCollator(tokenizer)  # the batches the reward model trained on: chosen rows, then rejected ones
     margins: list[float] = []
     for start in range(0, len(pairs), batch_size):
-        rows = pairs.select(range(start, min(start + batch_size, len(pairs))))
-        sequences = [prompt + answer for side in ("chosen_ids", "rejected_ids") for prompt, answer in zip(rows["prompt_ids"], rows[side])]
-        scores = score_ids(model, tokenizer, sequences)
-        half = len(rows)
-        margins += [chosen - rejected for chosen, rejected in zip(scores[:half], scores[half:])]
+        rows = [pairs[index] for index in range(start, min(start + batch_size, len(pairs)))]
+        scores = score_batch(model, collate(rows))
+        margins += [chosen - rejected for chosen, rejected in zip(scores[: len(rows)], scores[len(rows) :])]
     return {
         "pairs": len(margins),
         "accuracy": sum(margin > 0 for margin in margins) / len(margins),

@@ -19,7 +19,7 @@ from glmtune.hparams.model_args import ModelArguments
 from glmtune.hparams.parser import (
     is_true,
     parse_dataclasses,
-    peek_setting,
+    peek_settings,
     settings_to_yaml,
 )
 from glmtune.hparams.score_args import ScoreArguments
@@ -201,9 +201,11 @@ def get_train_args(argv: Sequence[str]) -> TrainArgs:
     import torch
 
     # An unknown stage or method is reported by the parser's choice check, with a suggestion.
-    stage_settings_classes = STAGES[stage].settings_classes() if (stage := peek_setting(argv, "stage") or "sft") in STAGES else ()
-    defaults = training_defaults(peek_setting(argv, "finetuning_type") or "lora")
-    if peek_setting(argv, "do_train") is None and any(is_true(peek_setting(argv, name)) for name in EVALUATING):
+    peeked = peek_settings(argv, ("stage", "finetuning_type", "do_train", *EVALUATING))
+    stage = peeked["stage"] or "sft"
+    stage_settings_classes = STAGES[stage].settings_classes() if stage in STAGES else ()
+    defaults = training_defaults(peeked["finetuning_type"] or "lora")
+    if peeked["do_train"] is None and any(is_true(peeked[name]) for name in EVALUATING):
         defaults["do_train"] = False  # ChatGLM Efficient Tuning's evaluation command names do_eval alone, no training
     model_args, data_args, training_args, finetuning_args, generating_args, *stage_settings = parse_command(
         "train", argv, stage_settings_classes, defaults

@@ -166,17 +166,23 @@ def check_choice_fields(instance: Any) -> None:
             )
 
 
-def peek_setting(argv: Sequence[str], name: str) -> Any:
-    """The value a command line gives `name` (None if absent), before full parsing."""
+def peek_settings(argv: Sequence[str], names: Sequence[str]) -> dict[str, Any]:
+    """The values a command line gives `names` (None where absent), before full parsing; the config file is read once."""
     settings, flags = split_argv(argv)
-    value = rename_aliases(settings).get(name)
+    renamed = rename_aliases(settings)
+    values = {name: renamed.get(name) for name in names}
     flags = rename_flag_aliases(flags)
     for index, item in enumerate(flags):
         key, sep, inline = item.partition("=")
-        if key == f"--{name}":
+        if key.startswith("--") and key[2:] in values:
             following = flags[index + 1] if index + 1 < len(flags) else "--"
-            value = inline if sep else (True if following.startswith("--") else following)  # a bare flag is true
-    return value
+            values[key[2:]] = inline if sep else (True if following.startswith("--") else following)  # a bare flag is true
+    return values
+
+
+def peek_setting(argv: Sequence[str], name: str) -> Any:
+    """The value a command line gives `name` (None if absent), before full parsing."""
+    return peek_settings(argv, (name,))[name]
 
 
 def parse_dataclasses(
