@@ -353,5 +353,5 @@ def test_generated_dataset_rows_with_overridden_arguments(fake_generator):
 
 
 def test_unknown_stage_is_an_error(two_datasets):
-    with pytest.raises(ConfigError, match="unknown stage 'ppo'"):
-        load("ppo", dataset=two_datasets)
+    with pytest.raises(ConfigError, match="unknown stage 'rlhf'"):
+        load("rlhf", dataset=two_datasets)

@@ -76,7 +76,7 @@ def test_literal_values_from_yaml_are_checked(tmp_path):
         (["--quantization_bit", "3"], "use 4 or 8"),
         (["--finetuning_type", "freeze", "--adapter_name_or_path", "a"], "merge them first"),
         (["--finetuning_type", "p_tuning", "--adapter_name_or_path", "a,b"], "single adapter"),
-        (["--stage", "ppo"], "argument --stage: invalid choice: 'ppo'"),
+        (["--stage", "rlhf"], "argument --stage: invalid choice: 'rlhf'"),
         (["--fp16", "--bf16"], "choose one|bf16"),
         (["--dataset", ""], "do_train needs dataset"),
         (["--lora_rank", "0"], "lora_rank=0"),

@@ -48,7 +48,7 @@ def test_the_web_ui_dropdowns_are_the_registries(tmp_path):
     assert own <= labels  # each stage's own settings have a field, shown with the stage
 
 
-@pytest.mark.parametrize("stage", ["ppo", "reinforce"])
+@pytest.mark.parametrize("stage", ["rlhf", "reinforce"])
 def test_a_stage_without_a_trainer_is_refused_everywhere(stage, tmp_path):
     with pytest.raises(ConfigError, match=f"stage.*{stage}"):
         get_train_args(["--stage", stage, "--dataset", "identity", "--output_dir", str(tmp_path)])
@@ -102,7 +102,7 @@ def test_unknown_names_suggest_the_registered_ones():
 def test_each_stages_own_settings_parse_and_are_documented(tmp_path):
     help_text = settings_help("train")
     for name, stage in STAGES.items():
-        required = {"grpo": ["--reward_funcs", "math_exact"]}.get(name, [])  # a stage's settings that have no default
+        required = {"grpo": ["--reward_funcs", "math_exact"], "ppo": ["--reward_funcs", "format"]}.get(name, [])  # no default
         args = get_train_args(["--stage", name, "--dataset", "d", "--output_dir", str(tmp_path), *required])
         assert tuple(type(settings) for settings in args.stage_settings) == stage.settings_classes()
         for cls in stage.settings_classes():

@@ -73,6 +73,21 @@ def test_path_fields_refuse_paths_outside_the_workspace(workspace, field, text):
         train_settings(workspace, tiny_form(**{field: text}))
 
 
+@pytest.mark.parametrize("text", ["../x", "/tmp", "outputs/../../x"])
+def test_a_reward_model_outside_the_workspace_is_refused(workspace, text):
+    with pytest.raises(OutsideWorkspaceError):
+        train_settings(workspace, tiny_form(stage="ppo", stage_settings={"reward_model": text}))
+
+
+def test_a_reward_model_inside_the_workspace_resolves_and_code_imports_are_refused(workspace):
+    (workspace.root / "outputs" / "rm").mkdir(parents=True)
+    settings = train_settings(workspace, tiny_form(stage="ppo", stage_settings={"reward_model": "outputs/rm"}))
+    assert settings["reward_model"] == str(workspace.root / "outputs" / "rm")
+    assert train_settings(workspace, tiny_form(stage="grpo", stage_settings={"reward_funcs": "math_exact,format"}))
+    with pytest.raises(ConfigError, match="bundled functions only"):
+        train_settings(workspace, tiny_form(stage="grpo", stage_settings={"reward_funcs": "os:system"}))
+
+
 def test_a_symlinked_model_pointing_outside_is_refused(workspace, tiny_llama_dir):
     (workspace.root / "models" / "escape").symlink_to(tiny_llama_dir)
     with pytest.raises(OutsideWorkspaceError):

@@ -30,6 +30,7 @@ class Stage:
     settings: "module:Class" dataclasses of settings only this stage reads, parsed beside the common ones; a
         class may define problems(training_args) -> list[str] to reject impossible values before any model loads.
     predicts: whether its held-out data has reference answers to generate against (BLEU/ROUGE).
+    defaults: (setting, value) pairs this stage starts from instead of the common defaults; flags still win.
     """
 
     name: str
@@ -40,6 +41,7 @@ class Stage:
     head: str = CAUSAL_LM
     settings: tuple[str, ...] = ()
     predicts: bool = False
+    defaults: tuple[tuple[str, Any], ...] = ()
 
     def load_recipe(self) -> Any:
         return load_object(self.recipe)
@@ -103,6 +105,16 @@ STAGES: dict[str, Stage] = {
             collator=None,  # GRPO's trainer batches the rows it generates from itself
             recipe="glmtune.train.grpo:run_grpo",
             settings=("glmtune.hparams.grpo_args:GRPOArguments",),
+        ),
+        Stage(
+            name="ppo",
+            summary="PPO: answers generated and scored by a reward model or reward functions, clipped updates, KL to the start",
+            data="prompted",
+            collator="glmtune.data.collators:prompt_collator",
+            recipe="glmtune.train.ppo:run_ppo",
+            settings=("glmtune.hparams.ppo_args:PPOArguments",),
+            # answers sampled from the policy's own distribution, as PPO's probability ratios and KL estimate assume
+            defaults=(("temperature", 1.0), ("top_p", 1.0), ("top_k", 0)),
         ),
     )
 }

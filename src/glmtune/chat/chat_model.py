@@ -112,19 +112,35 @@ class ChatModel:
         """Generate for several conversations in one left-padded batch."""
         config, stop_strings, stop_ids = self.generation_setup(gen)
         prompts = [self.encode(messages, system) for messages in conversations]
-        batch = self.tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt").to(self.model.device)
+        return [
+            self.finish(ids, len(prompt), config.max_new_tokens, stop_strings, stop_ids)
+            for ids, prompt in zip(self.generate_rows(prompts, config), prompts)
+        ]
+
+    def generate_answers(self, prompts: Sequence[list[int]], **gen: Any) -> list[list[int]]:
+        """Answer ids for already-encoded prompts, each kept up to and including its first stop token.
+
+        The stop token stays, so a policy trained on its own answers (ppo) learns where to end them.
+        """
+        config, _, stop_ids = self.generation_setup(gen)
+        answers = []
+        for ids in self.generate_rows(prompts, config):
+            end = next((index for index, token in enumerate(ids) if token in stop_ids), None)
+            answers.append(ids[: end + 1] if end is not None else self.without_trailing_padding(ids))
+        return answers
+
+    def generate_rows(self, prompts: Sequence[list[int]], config: GenerationConfig) -> list[list[int]]:
+        """The ids generated after each prompt, prompts left-padded into one batch (padding kept at row ends)."""
+        batch = self.tokenizer.pad({"input_ids": list(prompts)}, padding=True, padding_side="left", return_tensors="pt")
         with torch.inference_mode():
             output = self.model.generate(
-                **batch,
+                **batch.to(self.model.device),
                 generation_config=config,
                 logits_processor=self.safety_processors(),
                 tokenizer=self.tokenizer if config.stop_strings else None,
             )
         width = batch["input_ids"].shape[1]
-        return [
-            self.finish(row[width:].tolist(), len(prompt), config.max_new_tokens, stop_strings, stop_ids)
-            for row, prompt in zip(output, prompts)
-        ]
+        return [row[width:].tolist() for row in output]
 
     def stream_chat(self, messages: list[Message], system: str | None = None, **gen: Any) -> ChatStream:
         """Start generating in a background thread; iterate the returned stream for text pieces."""
@@ -188,6 +204,13 @@ class ChatModel:
         )
         return config, stop_strings, stop_ids
 
+    def without_trailing_padding(self, ids: list[int]) -> list[int]:
+        """A batch row that ended on a stop string is padded up to the longest row."""
+        end = len(ids)
+        while end and ids[end - 1] == self.tokenizer.pad_token_id:
+            end -= 1
+        return ids[:end]
+
     def token_ids_of(self, word: str) -> list[int]:
         return self.tokenizer.encode(word, add_special_tokens=False)
 
@@ -196,9 +219,7 @@ class ChatModel:
     ) -> ChatResponse:
         """Cut generated ids at the first stop token or stop string and decode them."""
         end = next((i for i, token in enumerate(ids) if token in stop_ids), None)
-        kept = ids if end is None else ids[:end]
-        while end is None and kept and kept[-1] == self.tokenizer.pad_token_id:
-            kept = kept[:-1]  # a batch row that ended on a stop string is padded up to the longest row
+        kept = self.without_trailing_padding(ids) if end is None else ids[:end]
         text, found = cut_at_stop(self.tokenizer.decode(kept, skip_special_tokens=True), stop_strings)
         stopped = end is not None or found
         completion_tokens = len(kept) if end is None else end + 1

@@ -105,3 +105,11 @@ def unpaired_preference_collator(tokenizer: Any, pad_to_multiple_of: int | None 
 
     return DataCollatorForUnpairedPreference(pad_token_id=pad_token_id(tokenizer), pad_to_multiple_of=pad_to_multiple_of)
 
+
+def prompt_collator(tokenizer: Any, pad_to_multiple_of: int | None = None) -> Any:
+    """Prompts as id lists with their reference answers: ppo generates from them, so nothing is padded here."""
+
+    def collate(features: list[dict[str, Any]]) -> dict[str, list[Any]]:
+        return {"prompt_ids": [list(row["prompt_ids"]) for row in features], "answer": [row["answer"] for row in features]}
+
+    return collate

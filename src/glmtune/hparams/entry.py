@@ -204,7 +204,7 @@ def get_train_args(argv: Sequence[str]) -> TrainArgs:
     peeked = peek_settings(argv, ("stage", "finetuning_type", "do_train", *EVALUATING))
     stage = peeked["stage"] or "sft"
     stage_settings_classes = STAGES[stage].settings_classes() if stage in STAGES else ()
-    defaults = training_defaults(peeked["finetuning_type"] or "lora")
+    defaults = {**training_defaults(peeked["finetuning_type"] or "lora"), **dict(STAGES[stage].defaults if stage in STAGES else ())}
     if peeked["do_train"] is None and any(is_true(peeked[name]) for name in EVALUATING):
         defaults["do_train"] = False  # ChatGLM Efficient Tuning's evaluation command names do_eval alone, no training
     model_args, data_args, training_args, finetuning_args, generating_args, *stage_settings = parse_command(

@@ -1,5 +1,7 @@
 """Attach PEFT adapters to a loaded base model."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,17 @@ from glmtune.hparams.validation import split_names
 def base_model(model: Any) -> Any:
     """The transformers model under a PEFT wrapper (the model itself when there is none)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+@contextmanager
+def adapter_swapped_in(model: Any, name: str) -> Iterator[None]:
+    """Run a PeftModel with another of its adapters (frozen); its trained "default" adapter is active and trainable
+    again afterwards. How a second model that differs from the policy only by an adapter shares its base."""
+    model.set_adapter(name, inference_mode=True)
+    try:
+        yield
+    finally:
+        model.set_adapter("default")
 
 
 def check_adapter_dir(path: str) -> Path:

@@ -22,13 +22,19 @@ LAYER_INDEX = re.compile(r"\.(?:layers|h|blocks|block)\.(\d+)\.")
 SCORE_HEAD = "score"  # transformers' *ForSequenceClassification head
 
 
+def merged_and_continued(adapters: list[str], create_new_adapter: bool) -> tuple[list[str], str | None]:
+    """A LoRA run's given adapters: those merged into its base, and the one it continues training (None: a new one)."""
+    if adapters and not create_new_adapter:
+        return adapters[:-1], adapters[-1]
+    return adapters, None
+
+
 def setup_lora(model: Any, model_args: ModelArguments, finetuning_args: FinetuningArguments) -> Any:
     """Merge all given adapters but the last; continue the last one or start a fresh LoRA."""
     from peft import LoraConfig, get_peft_model
 
-    adapters = split_names(model_args.adapter_name_or_path)
-    resume = adapters[-1] if adapters and not finetuning_args.create_new_adapter else None
-    for adapter in adapters if resume is None else adapters[:-1]:
+    merged, resume = merged_and_continued(split_names(model_args.adapter_name_or_path), finetuning_args.create_new_adapter)
+    for adapter in merged:
         model = load_adapter(model, adapter).merge_and_unload()
     if resume is not None:
         return load_adapter(model, resume, is_trainable=True)

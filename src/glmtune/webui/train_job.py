@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from glmtune.errors import ConfigError
 from glmtune.stages import STAGES
 from glmtune.webui.forms import (
     chosen_datasets,
@@ -90,8 +91,20 @@ def train_settings(workspace: Workspace, form: TrainForm) -> dict[str, Any]:
     }
     if form.finetuning_type == "lora":
         settings.update(lora_rank=int(form.lora_rank), lora_target=form.lora_target.strip() or None)
-    settings.update(form.stage_settings)
+    settings.update({name: stage_setting(workspace, form.stage, name, value) for name, value in form.stage_settings.items()})
     return settings
+
+
+def stage_setting(workspace: Workspace, stage: str, name: str, value: Any) -> Any:
+    """A stage's own setting as the page may give it: paths (a settings class's PATH_SETTINGS) resolved inside the
+    workspace; names that could import code (IMPORTING_SETTINGS: module:function) limited to glmtune's bundled ones."""
+    classes = STAGES[stage].settings_classes()
+    given = isinstance(value, str) and value.strip()
+    if given and any(name in getattr(cls, "PATH_SETTINGS", ()) for cls in classes):
+        return str(workspace.path(value, name, must_exist=True))
+    if given and ":" in value and any(name in getattr(cls, "IMPORTING_SETTINGS", ()) for cls in classes):
+        raise ConfigError(f"{name}: the web UI runs bundled functions only; use module:function from the command line")
+    return value
 
 
 def command_line(settings: dict[str, Any]) -> str:
