@@ -41,3 +41,27 @@ def test_without_gradients_only_the_loss_is_computed() -> None:
         loss = chunked_cross_entropy_sum(hidden, weight, targets)
     assert loss.item() == pytest.approx(F.cross_entropy(hidden @ weight.T, targets, reduction="sum").item(), rel=1e-6)
     assert loss.grad_fn is None
+
+
+@pytest.mark.parametrize("statistics", [True, False])
+def test_token_log_probs_match_log_softmax_with_their_statistics(statistics: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from glmtune.train.chunked_head import ChunkedTokenLogProbs
+
+    monkeypatch.setattr(chunked_head, "CHUNK_ELEMENTS", 101 * 5)  # chunks of 5 positions, the last one of 2
+    hidden, weight, targets = inputs(weight_trains=False)
+    logits = hidden @ weight.T
+    log_softmax = torch.log_softmax(logits, dim=-1)
+    expected = log_softmax.gather(1, targets[:, None])[:, 0]
+    scale = torch.linspace(-1, 2, 37)  # each position's gradient weighed differently, as DPO's loss does
+    (expected * scale).sum().backward()
+    expected_grad, hidden.grad = hidden.grad.clone(), None
+    log_probs, entropy, mean_logits, is_top1 = ChunkedTokenLogProbs.apply(hidden, weight, targets, statistics)
+    (log_probs * scale).sum().backward()
+    assert torch.allclose(log_probs, expected.detach(), atol=1e-5)
+    assert torch.allclose(hidden.grad, expected_grad, atol=1e-5)
+    if statistics:
+        assert torch.allclose(entropy, -(log_softmax.exp() * log_softmax).sum(dim=-1).detach(), atol=1e-5)
+        assert torch.allclose(mean_logits, logits.mean(dim=-1).detach(), atol=1e-5)
+        assert torch.equal(is_top1, logits.argmax(dim=-1) == targets)
+    else:
+        assert not entropy.any() and not mean_logits.any() and not is_top1.any()

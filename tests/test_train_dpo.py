@@ -1,6 +1,8 @@
 """The dpo stage: TRL's DPO on glmtune's template-encoded pairs, with an adapter or a full model."""
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ from test_train_rm import write_pairs
 from train_helpers import (
     read_metrics,
     run_train,
+    step_losses,
     train_argv,
     train_env,  # noqa: F401  (fixture)
 )
@@ -79,6 +82,20 @@ def test_dpo_resumes_from_its_checkpoint(tiny_llama_dir, tmp_path, train_env):
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 6
 
 
+def test_packed_and_padded_pairs_train_alike_and_evaluate(tiny_llama_dir, tmp_path, train_env):
+    """The CPU default packs each batch's pairs; micro_batch_tokens=0 keeps TRL's padded rows: same losses, step by step."""
+    data = write_pairs(tmp_path, rows=20)
+    common = ("--max_steps", "4", "--learning_rate", "5e-3", "--logging_steps", "1", "--val_size", "4",
+              "--train_sampling_strategy", "sequential", "--per_device_train_batch_size", "4", "--pref_ftx", "0.5")  # fmt: skip
+    packed = run_train(dpo_argv(tiny_llama_dir, data, tmp_path / "packed", *common))
+    padded = run_train(dpo_argv(tiny_llama_dir, data, tmp_path / "padded", *common, "--micro_batch_tokens", "0"))
+    losses, expected = step_losses(packed), step_losses(padded)
+    assert losses.keys() == expected.keys() and len(losses) == 4
+    assert [losses[step] for step in losses] == pytest.approx([expected[step] for step in expected], abs=1e-4)
+    evaluated = json.loads((packed / "all_results.json").read_text())
+    assert evaluated["eval_rewards/margins"] == pytest.approx(json.loads((padded / "all_results.json").read_text())["eval_rewards/margins"], abs=1e-4)
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [(("--pref_beta", "0"), "pref_beta=0.0: must be > 0"), (("--pref_loss", "kto"), "invalid choice: 'kto'"),
@@ -116,3 +133,132 @@ def test_reference_free_losses_raise_the_margin_without_a_reference(loss, tiny_l
     before = margin(ModelArguments(model_name_or_path=str(tiny_llama_dir)), prompt, chosen, rejected)
     after = margin(ModelArguments(model_name_or_path=str(tiny_llama_dir), adapter_name_or_path=str(out)), prompt, chosen, rejected)
     assert after > before
+
+
+def packed_pairs_trainer_on_tiny_model(model_dir: Path, tokenizer_dir: Path, tmp_path: Path, losses: list[str], method: str, budget: int = 0):
+    """glmtune's packed-pairs DPO trainer on a tiny model whose policy differs from its reference: a random LoRA
+    adapter (the reference is the model without it), or full weights with a perturbed reference copy."""
+    import copy
+
+    from datasets import Dataset
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    from glmtune.model.segment_attention import use_segment_attention
+    from glmtune.train.preference import pretokenized
+    from glmtune.train.preference_logps import packed_pairs_trainer
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="sdpa", dtype=torch.float32)
+    reference = None
+    if method == "lora":
+        model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    else:
+        reference = copy.deepcopy(model)
+        with torch.no_grad():
+            for weight in reference.parameters():
+                weight.add_(0.01 * torch.randn_like(weight))
+        use_segment_attention(reference)
+    use_segment_attention(model)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = DPOConfig(output_dir=str(tmp_path / "out"), report_to="none", loss_type=losses, loss_weights=[1.0, 0.5][: len(losses)],
+                       beta=0.3, max_length=None, remove_unused_columns=False, bf16=False)  # fmt: skip
+    generator = torch.Generator().manual_seed(1)
+
+    def ids(count: int) -> list[int]:
+        return torch.randint(3, len(tokenizer), (count,), generator=generator).tolist()
+
+    rows = [
+        {"prompt_ids": ids(7), "chosen_ids": ids(5), "rejected_ids": ids(9)},
+        {"prompt_ids": ids(12), "chosen_ids": ids(3), "rejected_ids": ids(1)},
+        {"prompt_ids": ids(4), "chosen_ids": ids(11), "rejected_ids": ids(6)},
+    ]
+    trainer = packed_pairs_trainer(pretokenized(DPOTrainer))(
+        model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+        ref_model=reference, micro_batch_tokens=budget,
+    )  # fmt: skip
+    with torch.no_grad():  # TRL keeps a copy of the starting adapter as the reference: move the policy off it
+        for name, weight in model.named_parameters():
+            if "lora_" in name and ".default." in name:
+                weight.add_(0.05 * torch.randn_like(weight))
+    model.train()
+    return model, trainer, trainer.data_collator(rows)
+
+
+def assert_same_gradients(gradients: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    """Equal to 1e-5 of each tensor's largest entry (the random tiny model's gradients reach tens; fp32 sums in
+    another order differ in the last digits)."""
+    assert gradients.keys() == expected.keys() and expected
+    for name, value in expected.items():
+        assert float((gradients[name] - value).abs().max()) <= 1e-5 * float(value.abs().max()) + 1e-7, name
+
+
+@contextmanager
+def trls_own_computation(trainer) -> Iterator[None]:
+    """DPOTrainer's padded computation on the same trainer (reference log-probabilities computed by TRL too)."""
+    trainer.packs_pairs, trainer.precompute_ref_logps = False, False
+    try:
+        yield
+    finally:
+        trainer.packs_pairs, trainer.precompute_ref_logps = True, True
+
+
+def loss_and_gradients(trainer, model, batch, step: bool = False) -> tuple[float, dict[str, torch.Tensor]]:
+    model.zero_grad()
+    if step:
+        loss = trainer.training_step(model, batch)
+    else:
+        loss = trainer.compute_loss(model, batch)
+        loss.backward()
+    gradients = {name: weight.grad.clone() for name, weight in model.named_parameters() if weight.grad is not None}
+    return float(loss), gradients
+
+
+@pytest.mark.parametrize(
+    ("losses", "method"),
+    [(["sigmoid"], "lora"), (["ipo"], "lora"), (["hinge"], "lora"), (["sigmoid", "sft"], "lora"), (["sigmoid"], "full")],
+)
+def test_packed_pairs_give_trls_loss_gradients_and_metrics(losses, method, tiny_llama_dir, tiny_tokenizer_dir, tmp_path):
+    model, trainer, batch = packed_pairs_trainer_on_tiny_model(tiny_llama_dir, tiny_tokenizer_dir, tmp_path, losses, method)
+    assert trainer.packs_pairs
+    with trls_own_computation(trainer):
+        expected_loss, expected_gradients = loss_and_gradients(trainer, model, batch)
+    expected_metrics = {key: list(values) for key, values in trainer._metrics["train"].items()}
+    trainer._metrics["train"].clear()
+    loss, gradients = loss_and_gradients(trainer, model, batch)
+    assert loss == pytest.approx(expected_loss, abs=1e-5)
+    assert_same_gradients(gradients, expected_gradients)
+    metrics = trainer._metrics["train"]
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
+                "logps/rejected", "entropy", "logits/chosen", "logits/rejected", "mean_token_accuracy"):  # fmt: skip
+        assert metrics[key] == pytest.approx(expected_metrics[key], abs=1e-4), key
+    assert expected_metrics["rewards/margins"][0] != 0  # the reference differs from the policy
+
+
+def test_pairs_over_the_token_budget_run_as_micro_batches_with_the_same_gradients(tiny_llama_dir, tiny_tokenizer_dir, tmp_path):
+    model, trainer, batch = packed_pairs_trainer_on_tiny_model(tiny_llama_dir, tiny_tokenizer_dir, tmp_path, ["sigmoid", "sft"], "lora", budget=30)
+    assert len(trainer.pair_groups(batch)) > 1
+    trainer.current_gradient_accumulation_steps = 1  # set by the training loop
+    with trls_own_computation(trainer):
+        expected_loss, expected_gradients = loss_and_gradients(trainer, model, batch, step=True)
+    loss, gradients = loss_and_gradients(trainer, model, batch, step=True)
+    assert loss == pytest.approx(expected_loss, abs=1e-5)
+    assert_same_gradients(gradients, expected_gradients)
+
+
+def test_pairs_are_laid_out_with_a_shared_prompt_or_as_rows_of_their_own():
+    from glmtune.train.preference_logps import pair_layout
+
+    input_ids = torch.tensor([[5, 6, 7, 8], [5, 6, 9, 0], [5, 4, 9, 9], [5, 6, 3, 3]])
+    attention_mask = (torch.arange(4) < torch.tensor([[4], [3], [4], [4]])).long()
+    completion = torch.tensor([[0, 0, 1, 1], [0, 0, 1, 0], [0, 0, 1, 1], [0, 0, 1, 1]])
+    layout = pair_layout(input_ids, attention_mask, input_ids.masked_fill(completion == 0, -100))
+    # pair 0's prompts differ ([5, 6] and [5, 4]), so its rejected row stands alone; pair 1's rejected answer
+    # continues the shared prompt [5, 6] (positions 2, 3) and attends to it as its prefix (packed 8 to 10)
+    assert layout.input_ids.tolist() == [[5, 6, 7, 8, 5, 4, 9, 9, 5, 6, 9, 3, 3]]
+    assert layout.position_ids.tolist() == [[0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 2, 3]]
+    assert layout.boundaries.tolist() == [0, 4, 8, 11, 13] and layout.prefixes == [None, None, None, (8, 10)]
+    assert layout.sources.tolist() == [1, 2, 5, 6, 9, 9, 11]  # both answers' first tokens follow packed token 9
+    assert layout.rows.tolist() == [0, 0, 2, 2, 1, 3, 3] and layout.columns.tolist() == [1, 2, 1, 2, 1, 1, 2]
+    assert layout.targets.tolist() == [7, 8, 9, 9, 9, 3, 3]

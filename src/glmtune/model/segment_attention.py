@@ -7,6 +7,11 @@ rows' boundaries (flash attention's `cu_seq_lens_q`), each row instead runs SDPA
 kernel on its own square, key/value heads shared: on the default model, a 480-token sequence
 of four rows costs a third of the masked one, forward and backward. Any other call (no
 boundaries, padding, a cache, sliding windows, soft-capping) goes to transformers' SDPA unchanged.
+
+A row may also name a shared prefix (`segment_prefixes`, one (start, end) or None per row): it then
+attends to those earlier tokens as well, as if they stood right before it. A preference pair is laid
+out as prompt + chosen answer, then the rejected answer with the prompt as its prefix, so the prompt
+runs through the model once for both answers (train/preference_logps.py).
 """
 
 from typing import Any
@@ -50,13 +55,22 @@ def segment_attention_forward(
     if bounds is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     grouped = query.shape[1] != key.shape[1]
-    rows = [
-        F.scaled_dot_product_attention(
-            query[:, :, start:end], key[:, :, start:end], value[:, :, start:end],
-            dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=grouped,
-        )  # fmt: skip
-        for start, end in zip(bounds[:-1], bounds[1:], strict=True)
-    ]
+    prefixes = kwargs.get("segment_prefixes") or [None] * (len(bounds) - 1)
+    rows = []
+    for start, end, prefix in zip(bounds[:-1], bounds[1:], prefixes, strict=True):
+        keys, values, mask = key[:, :, start:end], value[:, :, start:end], None
+        if prefix is not None:
+            first, last = prefix
+            keys = torch.cat([key[:, :, first:last], keys], dim=2)
+            values = torch.cat([value[:, :, first:last], values], dim=2)
+            # causal within the row, every prefix token visible: the diagonal moves right by the prefix length
+            mask = torch.ones(end - start, keys.shape[2], dtype=torch.bool, device=query.device).tril(last - first)
+        rows.append(
+            F.scaled_dot_product_attention(
+                query[:, :, start:end], keys, values, attn_mask=mask,
+                dropout_p=dropout, scale=scaling, is_causal=mask is None, enable_gqa=grouped,
+            )  # fmt: skip
+        )
     return torch.cat(rows, dim=2).transpose(1, 2).contiguous(), None
 
 

@@ -52,3 +52,47 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
 def chunked_cross_entropy_sum(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Summed next-token cross-entropy of `hidden` [positions, dim] through a bias-free head `weight` [vocab, dim]."""
     return ChunkedLinearCrossEntropy.apply(hidden, weight, targets)
+
+
+class ChunkedTokenLogProbs(torch.autograd.Function):
+    """Per-position log p(target) of hidden @ weight.T (the weight frozen), a chunk of positions at a time.
+
+    A log-probability's gradient with respect to its hidden state is weight[target] - probs @ weight.
+    It is formed while each chunk's probabilities exist and kept ([positions, dim], the size of the
+    inputs), so backward is one multiplication instead of a second pass over the vocabulary. The
+    chunk's entropy, mean logit and whether the target is the first most likely token (what DPO
+    logs) come from the same pass when `statistics` asks for them (zeros otherwise).
+    """
+
+    @staticmethod
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, statistics: bool) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
+        positions = hidden.shape[0]
+        log_probs, entropy, mean_logits = (hidden.new_zeros(positions, dtype=torch.float32) for _ in range(3))
+        is_top1 = torch.zeros(positions, dtype=torch.bool, device=hidden.device)
+        grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
+        chunk = max(1, CHUNK_ELEMENTS // weight.shape[0])
+        for start in range(0, positions, chunk):
+            end, labels = start + chunk, targets[start : start + chunk]
+            logits = (hidden[start:end] @ weight.T).float()
+            if statistics:
+                mean_logits[start:end] = logits.mean(dim=-1)
+                is_top1[start:end] = logits.argmax(dim=-1) == labels
+            logits -= torch.logsumexp(logits, dim=-1, keepdim=True)  # now log-probabilities, in place
+            log_probs[start:end] = logits.gather(1, labels[:, None])[:, 0]
+            if not (statistics or grad_hidden is not None):
+                continue
+            probs = logits.exp()
+            if statistics:
+                entropy[start:end] = -(probs * logits).sum(dim=-1)
+            if grad_hidden is not None:
+                grad_hidden[start:end] = (weight[labels] - (probs.to(weight.dtype) @ weight)).to(hidden.dtype)
+        ctx.save_for_backward(grad_hidden)
+        ctx.mark_non_differentiable(entropy, mean_logits, is_top1)
+        return log_probs, entropy, mean_logits, is_top1
+
+    @staticmethod
+    def backward(ctx, grad_log_probs: torch.Tensor, *_: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:  # type: ignore[override]
+        (grad_hidden,) = ctx.saved_tensors
+        if grad_hidden is None:
+            return None, None, None, None
+        return grad_hidden * grad_log_probs[:, None].to(grad_hidden.dtype), None, None, None

@@ -1,0 +1,285 @@
+"""DPO's log-probabilities from packed pairs: each prompt run once, no padding, the head only at answer tokens.
+
+TRL's DPOTrainer runs prompt + chosen and prompt + rejected as two padded rows each, for the policy
+and again for the reference, and on a CPU projects every position to the vocabulary. Here a
+batch's pairs are packed into one padding-free sequence: prompt, chosen answer, then the rejected
+answer, which attends to the prompt as its prefix (model/segment_attention.py) and continues its
+positions, so the prompt runs once per pair and pass. Only the answer tokens' hidden states go
+through the output head, chunk by chunk (train/chunked_head.py; TRL's kernel where the head trains).
+The results are scattered back into TRL's padded [rows, positions] layout, so DPOTrainer's own
+losses (sigmoid, ipo, hinge, sft) and metrics read them unchanged. A batch longer than the token
+budget runs as several micro-batches of whole pairs; each loss is weighed by its share of the pairs
+(the sft term by its share of the chosen tokens), so the gradients add up to the batch's.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from glmtune.data.packing import best_fit_decreasing
+from glmtune.data.schema import IGNORE_INDEX
+from glmtune.model.adapters import base_model
+from glmtune.model.segment_attention import SEGMENT_ATTENTION
+from glmtune.train.chunked_head import ChunkedTokenLogProbs
+from glmtune.train.loss import has_plain_head
+
+POLICY_OUTPUTS = ("log_probs", "entropy", "mean_logits", "is_top1")  # what DPOTrainer logs from the policy pass
+VOCAB_CHUNK = 32768  # vocabulary columns per tile of TRL's kernel (its own default)
+
+
+@dataclass
+class PairLayout:
+    """A batch of pairs as one packed sequence, and where each answer token's log-probability comes from and goes."""
+
+    input_ids: torch.Tensor  # [1, tokens]
+    position_ids: torch.Tensor  # [1, tokens]
+    boundaries: torch.Tensor  # segment starts and the end, int32 (flash attention's cu_seq_lens)
+    prefixes: list[tuple[int, int] | None]  # per segment: the earlier span it also attends to
+    sources: torch.Tensor  # packed index of the hidden state predicting each answer token
+    targets: torch.Tensor  # the answer token
+    rows: torch.Tensor  # its row in the padded batch
+    columns: torch.Tensor  # its position in TRL's shifted [rows, length - 1] layout
+
+
+def answer_spans(attention_mask: torch.Tensor, labels: torch.Tensor) -> list[tuple[int, int]] | None:
+    """(prompt length, row length) of each right-padded row, or None if some row's labels are not one tail span."""
+    lengths = attention_mask.sum(dim=1)
+    labelled = labels != IGNORE_INDEX
+    firsts = torch.where(labelled.any(dim=1), labelled.int().argmax(dim=1), lengths)
+    if not torch.equal(labelled.sum(dim=1), lengths - firsts):
+        return None
+    return list(zip(firsts.tolist(), lengths.tolist(), strict=True))
+
+
+def scored(start: int, end: int) -> torch.Tensor:
+    """Row positions [start, end) whose token has a predecessor, i.e. can be scored."""
+    return torch.arange(max(start, 1), end)
+
+
+def pair_layout(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> PairLayout | None:
+    """TRL's padded pair batch (chosen rows, then rejected rows) packed pair by pair; None if it is not that shape."""
+    spans = answer_spans(attention_mask, labels)
+    if spans is None or input_ids.shape[0] % 2:
+        return None
+    pairs = input_ids.shape[0] // 2
+    ids = input_ids.tolist()
+    pieces: dict[str, list[torch.Tensor]] = {name: [] for name in ("ids", "positions", "sources", "targets", "rows", "columns")}
+    starts: list[int] = []
+    prefixes: list[tuple[int, int] | None] = []
+    offset = 0
+
+    def add_segment(tokens: list[int], positions: torch.Tensor, prefix: tuple[int, int] | None) -> None:
+        starts.append(offset)
+        prefixes.append(prefix)
+        pieces["ids"].append(torch.tensor(tokens, dtype=torch.long))
+        pieces["positions"].append(positions)
+
+    def add_scores(row: int, columns: torch.Tensor, sources: torch.Tensor) -> None:
+        pieces["sources"].append(sources)
+        pieces["targets"].append(torch.tensor(ids[row])[columns])
+        pieces["rows"].append(torch.full_like(columns, row))
+        pieces["columns"].append(columns - 1)
+
+    for chosen in range(pairs):
+        rejected = chosen + pairs
+        (prompt, chosen_end), (rejected_prompt, rejected_end) = spans[chosen], spans[rejected]
+        add_segment(ids[chosen][:chosen_end], torch.arange(chosen_end), None)
+        columns = scored(prompt, chosen_end)
+        add_scores(chosen, columns, offset + columns - 1)
+        offset += chosen_end
+        shared = prompt == rejected_prompt > 0 and ids[chosen][:prompt] == ids[rejected][:prompt]
+        if shared:  # the rejected answer continues the chosen row's prompt
+            if rejected_end > prompt:
+                add_segment(ids[rejected][prompt:rejected_end], torch.arange(prompt, rejected_end), (offset - chosen_end, offset - chosen_end + prompt))
+            columns = scored(prompt, rejected_end)
+            sources = torch.where(columns == prompt, offset - chosen_end + prompt - 1, offset + columns - 1 - prompt)
+            offset += rejected_end - prompt
+        else:  # a row of its own
+            add_segment(ids[rejected][:rejected_end], torch.arange(rejected_end), None)
+            columns = scored(rejected_prompt, rejected_end)
+            sources = offset + columns - 1
+            offset += rejected_end
+        add_scores(rejected, columns, sources)
+    return PairLayout(
+        input_ids=torch.cat(pieces["ids"])[None],
+        position_ids=torch.cat(pieces["positions"])[None],
+        boundaries=torch.tensor([*starts, offset], dtype=torch.int32),
+        prefixes=prefixes,
+        **{name: torch.cat(pieces[name]) for name in ("sources", "targets", "rows", "columns")},
+    )
+
+
+def pair_token_logps(model: Any, inputs: dict[str, torch.Tensor], labels: torch.Tensor, outputs: tuple[str, ...]) -> Any:
+    """TRL's fused-head output (per-token log-probabilities and the asked statistics, zero off the answers) for a
+    padded pair batch, computed from one packed forward; None when the batch is not a pair batch."""
+    from trl.kernels import ChunkedLogProbFunction
+    from trl.trainer.utils import FusedCausalLMOutput
+
+    layout = pair_layout(inputs["input_ids"].cpu(), inputs["attention_mask"].cpu(), labels.cpu())
+    if layout is None:
+        return None
+    device = inputs["input_ids"].device
+    # No cache: training never reuses one, and the segments below describe the whole sequence.
+    hidden = model(
+        input_ids=layout.input_ids.to(device), position_ids=layout.position_ids.to(device),
+        cu_seq_lens_q=layout.boundaries.to(device), segment_prefixes=layout.prefixes,
+        use_cache=False, output_hidden_states=True, logits_to_keep=1,
+    ).hidden_states[-1][0]  # fmt: skip
+    head = model.get_output_embeddings()
+    states, targets = hidden[layout.sources.to(device)], layout.targets.to(device)
+    if head.weight.requires_grad or head.bias is not None or not set(outputs) <= set(POLICY_OUTPUTS):
+        per_token = ChunkedLogProbFunction.apply(states, head.weight, head.bias, targets, 1.0, VOCAB_CHUNK, None, 1.0, outputs)
+    else:  # a frozen head: one pass over the vocabulary, forward and backward together
+        log_probs, entropy, mean_logits, is_top1 = ChunkedTokenLogProbs.apply(states, head.weight, targets, len(outputs) > 1)
+        per_token = (log_probs, entropy, None, mean_logits, is_top1) if len(outputs) > 1 else (log_probs, None, None, None, None)
+    shape, where = (labels.shape[0], labels.shape[1] - 1), (layout.rows.to(device), layout.columns.to(device))
+    fields = {
+        name: None if values is None else values.new_zeros(shape).index_put(where, values)
+        for name, values in zip(("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1"), per_token, strict=True)
+    }
+    label_mask = labels[:, 1:] != IGNORE_INDEX
+    loss = -fields["log_probs"].sum() / label_mask.sum().clamp(min=1)
+    return FusedCausalLMOutput(loss=loss, label_mask=label_mask, **fields)
+
+
+class PackedPairModel:
+    """Stands in for the policy in DPOTrainer's loss: its fused-head calls run on packed pairs, others go to the model."""
+
+    def __init__(self, model: Any, outputs: tuple[str, ...]) -> None:
+        self.model, self.outputs = model, outputs
+        self.last: Any = None  # the packed output of the last call, for the sft term's reweighting
+
+    def __call__(self, *, fused_lm_head: bool = False, **kwargs: Any) -> Any:
+        if fused_lm_head:
+            labels = kwargs.pop("labels")
+            kwargs.pop("use_cache", None)
+            self.last = pair_token_logps(self.model, kwargs, labels, self.outputs)
+            if self.last is not None:
+                return self.last
+            kwargs["labels"] = labels
+        return self.model(fused_lm_head=fused_lm_head, **kwargs)
+
+
+def packs_pairs(model: Any, ref_model: Any = None) -> bool:
+    """True when the packed path computes what DPOTrainer's does: per-row attention is on and the output head is
+    a plain linear layer, for the policy and a separate reference alike."""
+    for candidate in [model] if ref_model is None else [model, ref_model]:
+        if base_model(candidate).config._attn_implementation != SEGMENT_ATTENTION or not has_plain_head(candidate):
+            return False
+        if type(candidate.get_output_embeddings()) is not torch.nn.Linear:
+            return False
+    return True
+
+
+def pair_lengths(inputs: dict[str, torch.Tensor]) -> list[int]:
+    """Packed tokens of each pair: chosen row plus the rejected row's answer (its prompt is shared)."""
+    chosen, rejected = inputs["attention_mask"].sum(dim=1).chunk(2)
+    rejected_prompt = (inputs["completion_mask"].cumsum(dim=1) == 0).sum(dim=1).chunk(2)[1]
+    return (chosen + rejected - torch.minimum(rejected_prompt, rejected)).tolist()
+
+
+def select_pairs(inputs: dict[str, torch.Tensor], pairs: list[int]) -> dict[str, torch.Tensor]:
+    """The batch's rows of these pairs (chosen and rejected), trimmed to their longest row."""
+    count = inputs["input_ids"].shape[0] // 2
+    index = torch.tensor(pairs)
+    rows = torch.cat([index, index + count]).to(inputs["input_ids"].device)
+    width = int(inputs["attention_mask"][rows].sum(dim=1).max())
+    selected = {}
+    for name, values in inputs.items():
+        values = values[rows] if values.shape[0] == 2 * count else values[index.to(values.device)]
+        selected[name] = values[:, :width] if values.dim() == 2 else values
+    return selected
+
+
+def packed_pairs_trainer(trainer_class: type) -> type:
+    """DPOTrainer (or a subclass) whose log-probabilities, policy and reference, come from packed pairs."""
+    from trl.trainer.utils import use_adapter
+
+    class PackedPairsTrainer(trainer_class):
+        def __init__(self, *args: Any, micro_batch_tokens: int = 0, **kwargs: Any) -> None:
+            """micro_batch_tokens: packed tokens per micro-batch (0: the whole batch in one)."""
+            super().__init__(*args, **kwargs)
+            self.micro_batch_tokens = micro_batch_tokens
+            # length-weighted references (ld_alpha) and router losses need what the packed path leaves out
+            plain = self.ld_alpha is None and not self.aux_loss_enabled
+            self.packs_pairs = plain and packs_pairs(self.model, self.ref_model)
+            self.pair_share = self.chosen_share = 1.0  # this micro-batch's part of the batch's pairs, chosen tokens
+            self.policy_outputs = POLICY_OUTPUTS + (("log_sum_sq_probs",) if self.use_weighting else ())
+            if self.packs_pairs:
+                # Batches carry their reference log-probabilities from here on (computed below when missing), which
+                # is how DPOTrainer reads precomputed ones.
+                self.precompute_ref_logps = True
+
+        @contextmanager
+        def reference_weights(self) -> Iterator[Any]:
+            """The reference model: the separate copy, else the policy with its adapter off (or its "ref" adapter)."""
+            if self.ref_model is not None:
+                yield self.ref_model
+                return
+            model = self.accelerator.unwrap_model(self.model)
+            with use_adapter(model, adapter_name="ref" if "ref" in model.peft_config else None):
+                yield model
+
+        def reference_logps(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            from trl.models.utils import disable_gradient_checkpointing
+
+            labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, IGNORE_INDEX)
+            model_inputs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+            with (
+                torch.no_grad(),
+                disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs),
+                self.reference_weights() as reference,
+                self.accelerator.autocast(),
+            ):
+                outputs = PackedPairModel(reference, ("log_probs",))(**model_inputs, labels=labels, fused_lm_head=True)
+            chosen, rejected = outputs.log_probs.sum(dim=1).chunk(2)
+            return {"ref_chosen_logps": chosen, "ref_rejected_logps": rejected}
+
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
+            if not self.packs_pairs:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if "ref_chosen_logps" not in inputs:
+                inputs = {**inputs, **self.reference_logps(inputs)}
+            if return_outputs:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            policy = PackedPairModel(model, self.policy_outputs)
+            loss = super().compute_loss(policy, inputs, return_outputs, num_items_in_batch) * self.pair_share
+            if "sft" in self.loss_types and self.chosen_share != self.pair_share and policy.last is not None:
+                # DPOTrainer's sft term is a mean over the chosen tokens: reweigh it by their share, not the pairs'
+                chosen_mask = inputs["completion_mask"][:, 1:].chunk(2)[0].bool()
+                sft = -policy.last.log_probs.chunk(2)[0][chosen_mask].mean()
+                loss = loss + self.loss_weights[self.loss_types.index("sft")] * sft * (self.chosen_share - self.pair_share)
+            return loss
+
+        def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+            """One optimizer step; a batch longer than micro_batch_tokens runs as micro-batches of whole pairs."""
+            groups = self.pair_groups(inputs)
+            if len(groups) == 1:
+                return super().training_step(model, inputs, num_items_in_batch)
+            losses = []
+            chosen_tokens = inputs["completion_mask"][:, 1:].chunk(2)[0].sum(dim=1)
+            try:
+                for index, pairs in enumerate(groups):
+                    self.pair_share = len(pairs) / (inputs["input_ids"].shape[0] // 2)
+                    self.chosen_share = float(chosen_tokens[pairs].sum() / chosen_tokens.sum().clamp(min=1))
+                    with nullcontext() if index == len(groups) - 1 else self.accelerator.no_sync(model):
+                        losses.append(super().training_step(model, select_pairs(inputs, pairs), num_items_in_batch))
+            finally:
+                self.pair_share = self.chosen_share = 1.0
+            return torch.stack(losses).sum()
+
+        def pair_groups(self, inputs: dict[str, Any]) -> list[list[int]]:
+            """Pair indices per micro-batch: all in one unless the packed batch is over the token budget."""
+            count = inputs["input_ids"].shape[0] // 2
+            if not (self.packs_pairs and self.micro_batch_tokens):
+                return [list(range(count))]
+            lengths = pair_lengths(inputs)
+            if sum(lengths) <= self.micro_batch_tokens:
+                return [list(range(count))]
+            return best_fit_decreasing(lengths, self.micro_batch_tokens)
+
+    PackedPairsTrainer.__name__ = f"PackedPairs{trainer_class.__name__}"
+    return PackedPairsTrainer
