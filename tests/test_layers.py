@@ -1,7 +1,7 @@
 """Layers point one way: a module imports only from its own layer or the layers below it.
 
 Imports inside functions count too: a lazy import is still a dependency. The order follows the
-data flow: settings and registries, where model files come from, data, model, the chat engine
+data flow: settings and registries, where model files come from (and their conversion to native layouts), data, model, the chat engine
 (which evaluation generates with), evaluation, training (which can predict after training),
 and the front ends.
 """
@@ -14,7 +14,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "glmtune"
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "paths", "lazy", "stages", "methods", "metrics_file", "logs", "hparams"),
-    ("default_model", "model_source"),
+    ("default_model", "convert", "model_source"),
     ("data",),
     ("model",),
     ("chat",),

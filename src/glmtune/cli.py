@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "api": ("glmtune.api.server", "OpenAI-compatible HTTP server: --model M --adapter A --port 8000 --api-key KEY"),
     "export": ("glmtune.model.export", "merge adapters into a standalone model: --model M --adapter A --out DIR"),
     "score": ("glmtune.eval.score", "score an answer with a reward model (--prompt P --response R), or rank a pairwise --dataset"),
+    "convert": ("glmtune.convert.command", "ChatGLM2/3 or GLM-4 checkpoint -> native transformers model (or back): convert SRC DST"),
     "data": ("glmtune.data.inspect", "data inspect NAME: rendered and tokenized samples, loss tokens, length stats"),
     "env": ("glmtune.env", "versions, device and the default model's directory"),
 }
@@ -23,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 # Commands that parse their own flags with argparse and answer --help themselves, from modules
 # that import nothing heavy; the others take glmtune's settings dataclasses, whose help is
 # generated from their fields before the command's module is imported.
-OWN_HELP = frozenset({"env", "webui"})
+OWN_HELP = frozenset({"env", "webui", "convert"})
 
 USAGE = """usage: glmtune COMMAND [CONFIG.yaml] [key=value ...] [--flag value ...]
 

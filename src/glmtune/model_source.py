@@ -1,5 +1,8 @@
 """Where a model's files come from: a local directory, a GGUF file, the default model's alias or a hub id.
 
+A directory in a layout that needs remote code (ChatGLM2/3, GLM-4) resolves to its native
+conversion, made once under $GLMTUNE_HOME, unless the caller runs remote code.
+
 One line of error names what was tried and how to fix it; a hub id fails within a
 second where the hub cannot be reached instead of retrying for half a minute. Tokenizer
 and model loading both start here, so this module sits below the data and model layers.
@@ -11,14 +14,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from glmtune.convert.cache import native_model_dir
 from glmtune.default_model import DEFAULT_MODEL_ALIAS, ensure_default_model
 from glmtune.errors import ModelNotFoundError
 
 MODEL_ALIASES = {DEFAULT_MODEL_ALIAS: ensure_default_model}
 
 
-def resolve_model_source(name: str | None) -> tuple[str, dict[str, Any]]:
-    """Turn a user's model name into a `from_pretrained` path plus extra keyword arguments."""
+def resolve_model_source(name: str | None, remote_code: bool = False) -> tuple[str, dict[str, Any]]:
+    """Turn a user's model name into a `from_pretrained` path plus extra keyword arguments.
+
+    remote_code: the caller loads with trust_remote_code, so a ChatGLM-layout folder is used as is.
+    """
     if not name or name in MODEL_ALIASES:
         return str(MODEL_ALIASES[name or DEFAULT_MODEL_ALIAS]()), {}
     path = Path(name).expanduser()
@@ -29,7 +36,7 @@ def resolve_model_source(name: str | None) -> tuple[str, dict[str, Any]]:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(f"{path} is a directory without config.json: not a transformers model")
-        return str(path), {}
+        return str(path if remote_code else native_model_dir(path)), {}
     if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelNotFoundError(f"model path {path} does not exist: give a model directory, a .gguf file or a hub id")
     check_hub_reachable(name)

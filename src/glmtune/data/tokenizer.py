@@ -8,7 +8,7 @@ from glmtune.model_source import first_line, resolve_model_source
 def load_tokenizer(model_args: ModelArguments, padding_side: str = "right"):
     from transformers import AutoTokenizer
 
-    path, extra = resolve_model_source(model_args.model_name_or_path)
+    path, extra = resolve_model_source(model_args.model_name_or_path, model_args.trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             path,

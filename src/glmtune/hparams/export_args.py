@@ -15,4 +15,11 @@ class ExportArguments:
     export_dtype: Literal["auto", "float32", "float16", "bfloat16"] = field(
         default="auto", metadata={"help": "Saved weights dtype; auto keeps the loaded dtype."}
     )
+    export_format: Literal["native", "chatglm"] = field(
+        default="native",
+        metadata={
+            "help": "Layout written: native (transformers) or chatglm (the original ChatGLM2/3 layout, for its own code "
+            "or chatglm.cpp; alias: format)."
+        },
+    )
     export_overwrite: bool = field(default=False, metadata={"help": "Replace an existing export_dir."})

@@ -28,6 +28,7 @@ ARG_ALIASES = {
     "prompt_template": "template",
     "torch_dtype": "dtype",
     "out": "export_dir",
+    "format": "export_format",
     "dpo_beta": "pref_beta",
 }
 # ChatGLM Efficient Tuning's `--use_v2` chose ChatGLM2 code paths; glmtune reads the model's own config instead.

@@ -45,7 +45,7 @@ def load_model(model_args: ModelArguments, for_training: bool = False, head: str
     """
     import transformers
 
-    path, extra = resolve_model_source(model_args.model_name_or_path)
+    path, extra = resolve_model_source(model_args.model_name_or_path, model_args.trust_remote_code)
     device = pick_device(model_args.device)
     options: dict[str, Any] = {
         "dtype": pick_dtype(model_args.dtype, device),
