@@ -121,7 +121,7 @@ def run_training(command: list[str], output_dir: Path, env: dict[str, str]) -> R
         raise RuntimeError(f"{len(stamps)} log lines on stdout but {len(steps)} loss records in trainer_state.json")
     return Run(
         step_times=stamps,
-        tokens_seen=[int(record["num_input_tokens_seen"]) for record in steps],
+        tokens_seen=[int(record.get("num_input_tokens_seen", 0)) for record in steps],  # LLaMA-Factory DPO logs none
         losses=[float(record["loss"]) for record in steps],
         peak_rss_mb=usage.ru_maxrss / 1024,
         wall_s=wall,

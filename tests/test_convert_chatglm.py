@@ -158,7 +158,7 @@ def test_convert_refuses_a_non_empty_target_and_a_native_source(tmp_path, capsys
     assert "--overwrite" in capsys.readouterr().err
     assert main(["convert", str(source), str(tmp_path / "native")]) == 0
     assert main(["convert", str(tmp_path / "native"), str(tmp_path / "again")]) == 2
-    assert "not in the ChatGLM layout" in capsys.readouterr().err
+    assert "not in the ChatGLM or Baichuan layout" in capsys.readouterr().err
 
 
 def test_export_format_chatglm_writes_the_original_layout(tmp_path, tiny_tokenizer_dir, monkeypatch):

@@ -1,4 +1,4 @@
-"""A ChatGLM-layout folder given as a model is converted once into $GLMTUNE_HOME and used from there.
+"""A ChatGLM- or Baichuan-layout folder given as a model is converted once into $GLMTUNE_HOME and used from there.
 
 The cache key is a hash of the folder's content: config.json in full, and each weight file's
 name, size and first and last MiB. Re-reading a 12 GB checkpoint on every load would cost
@@ -11,18 +11,21 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from glmtune.convert.baichuan import convert_baichuan
 from glmtune.convert.chatglm import convert_chatglm
 from glmtune.convert.checkpoint_io import weight_files
-from glmtune.convert.layout import CHATGLM, folder_layout
+from glmtune.convert.layout import BAICHUAN, CHATGLM, folder_layout
 from glmtune.paths import glmtune_home, is_complete, mark_complete
 
 logger = logging.getLogger(__name__)
 SAMPLE_BYTES = 1 << 20
-CONVERTERS = {CHATGLM: convert_chatglm}
+# Part of the key: a conversion that now writes more (a fast tokenizer, a new layout) is redone, not reused.
+CONVERSION_FORMAT = b"2"
+CONVERTERS = {CHATGLM: convert_chatglm, BAICHUAN: convert_baichuan}
 
 
 def content_key(source: Path) -> str:
-    digest = hashlib.sha256((source / "config.json").read_bytes())
+    digest = hashlib.sha256(CONVERSION_FORMAT + (source / "config.json").read_bytes())
     for path in weight_files(source):
         size = path.stat().st_size
         digest.update(f"{path.name}:{size}".encode())

@@ -1,6 +1,7 @@
 """Convert a ChatGLM2/3 or GLM-4 folder to a GlmForCausalLM folder, and a GlmForCausalLM folder back.
 
-Files that are not weights or config (the SentencePiece model, the tokenizer's and the
+The SentencePiece tokenizer becomes a native fast tokenizer (chatglm_tokenizer). Files
+that are not weights or config (the SentencePiece model, the tokenizer's and the
 model's remote code) are kept in ORIGINALS_DIR of the converted folder, so an export back
 to the original layout is a complete folder the original code loads.
 """
@@ -17,6 +18,7 @@ from glmtune.convert.chatglm_config import (
     to_native_config,
     to_original_config,
 )
+from glmtune.convert.chatglm_tokenizer import write_chatglm_tokenizer
 from glmtune.convert.chatglm_weights import (
     INV_FREQ,
     to_native_tensors,
@@ -69,7 +71,12 @@ def convert_chatglm(source: Path, target: Path, max_shard_bytes: int = DEFAULT_S
 
 
 def keep_originals(source: Path, target: Path) -> None:
-    """Copy the source's side files into ORIGINALS_DIR for a later export; a native fast tokenizer also serves as is."""
+    """Copy the source's side files into ORIGINALS_DIR for a later export.
+
+    A fast tokenizer the source already has serves as is; else its SentencePiece model is converted.
+    """
+    if not (source / NATIVE_TOKENIZER).is_file():
+        write_chatglm_tokenizer(source, target)
     extras = side_files(source)
     if extras:
         (target / ORIGINALS_DIR).mkdir(exist_ok=True)

@@ -96,7 +96,7 @@ def check_accounted(found: list[str], expected: dict[str, tuple[int, ...]], opti
     if missing:
         problems.append(f"{len(missing)} expected tensor(s) missing: {', '.join(missing[:5])}")
     if problems:
-        raise UnsupportedLayoutError("; ".join(problems) + " (nothing is guessed: is this a ChatGLM2/3 or GLM-4 checkpoint?)")
+        raise UnsupportedLayoutError("; ".join(problems) + " (nothing is guessed: is the checkpoint in the layout its config.json names?)")
 
 
 def checked(name: str, tensor: Any, expected: dict[str, tuple[int, ...]]) -> Any:

@@ -7,7 +7,12 @@ from typing import Any
 from glmtune.errors import GlmtuneError
 
 CHATGLM = "chatglm"
+BAICHUAN = "baichuan"
 REMOTE_CODE_HINT = "load it with --trust_remote_code true instead (its own modeling code runs then)"
+ALIBI_REFUSAL = (
+    "this Baichuan checkpoint (13B) adds ALiBi biases to attention instead of rotary positions, "
+    f"which no native transformers class computes: it cannot be converted; {REMOTE_CODE_HINT}"
+)
 
 
 class UnsupportedLayoutError(GlmtuneError):
@@ -19,11 +24,16 @@ def read_config(directory: Path) -> dict[str, Any]:
 
 
 def detect_layout(config: dict[str, Any]) -> str | None:
-    """CHATGLM for ChatGLM2/3 and GLM-4 in the original layout, None for a model transformers loads natively.
+    """CHATGLM for ChatGLM2/3 and GLM-4 in the original layout, BAICHUAN for Baichuan(2)-7B, None for a native model.
 
     ChatGLM-6B (v1) shares the model_type but not the architecture: 2D position ids and a
     LayerNorm GLU block have no counterpart in transformers, so it is refused with the reason.
+    So is Baichuan-13B, whose config has no rotary length (model_max_length only): it uses ALiBi.
     """
+    if config.get("model_type") == "baichuan":
+        if "max_position_embeddings" not in config:
+            raise UnsupportedLayoutError(ALIBI_REFUSAL)
+        return BAICHUAN
     if config.get("model_type") != "chatglm":
         return None
     if config.get("position_encoding_2d") or "padded_vocab_size" not in config:
