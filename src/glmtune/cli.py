@@ -10,7 +10,7 @@ from glmtune.logs import configure_logging
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("glmtune.train.runner", "fine-tune: CONFIG.yaml or --stage sft --finetuning_type lora --dataset D --output_dir OUT"),
-    "eval": ("glmtune.eval.runner", "predict with generate on a dataset: BLEU-4, ROUGE-1/2/L, generated_predictions.jsonl"),
+    "eval": ("glmtune.eval.runner", "BLEU-4, ROUGE-1/2/L of generated answers; --task mcq|qa: benchmark accuracy"),
     "chat": ("glmtune.chat.terminal", "streaming terminal chat: --model M --adapter A --system S"),
     "webui": ("glmtune.webui.launch", "browser UI to train, evaluate, chat and export: --workspace DIR --port 7860"),
     "api": ("glmtune.api.server", "OpenAI-compatible HTTP server: --model M --adapter A --port 8000 --api-key KEY"),

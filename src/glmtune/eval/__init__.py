@@ -1,1 +1,1 @@
-"""Evaluation: predict with generate over a dataset, then BLEU-4 and ROUGE-1/2/L against the labels."""
+"""Evaluation: generated answers scored by BLEU-4 and ROUGE-1/2/L, and accuracy tasks (mcq benchmarks, qa aliases)."""

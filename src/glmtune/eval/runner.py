@@ -1,5 +1,7 @@
 """`glmtune eval`, and predict-with-generate after training: generate, score, write both result files.
 
+`--task mcq|qa` goes to eval.accuracy instead; every task saves its resolved settings first.
+
 Both paths end in `evaluate_examples`, which uses ChatModel's generation (the one inference
 engine), so an evaluation after training and a later `glmtune eval` of the saved adapter
 decode the same way.
@@ -14,7 +16,7 @@ from glmtune.chat.chat_model import ChatModel
 from glmtune.data.schema import Example
 from glmtune.errors import GlmtuneError
 from glmtune.eval.metrics import check_metrics_installed, corpus_scores
-from glmtune.eval.outputs import write_predictions, write_results
+from glmtune.eval.outputs import write_atomically, write_predictions, write_results
 from glmtune.eval.predict import generate_predictions
 from glmtune.hparams.data_args import DataArguments
 from glmtune.hparams.generating_args import GeneratingArguments
@@ -84,9 +86,38 @@ def predict_after_training(
     return evaluate_examples(chat_model, examples, training_args.output_dir, training_args.per_device_eval_batch_size)
 
 
+EVAL_CONFIG_FILE = "eval_config.yaml"
+
+
+def write_eval_config(output_dir: str | Path, *settings: Any) -> Path:
+    """The resolved settings, saved before the model loads, so every result file says how it was made."""
+    import dataclasses
+
+    from transformers import Seq2SeqTrainingArguments
+
+    from glmtune.hparams.entry import EVAL_DEFAULTS
+    from glmtune.hparams.parser import settings_to_yaml
+
+    training_fields = {f.name for f in dataclasses.fields(Seq2SeqTrainingArguments)}
+    defaults = {name: value for name, value in EVAL_DEFAULTS.items() if name in training_fields}
+    return write_atomically(Path(output_dir) / EVAL_CONFIG_FILE, settings_to_yaml(*settings, training_defaults=defaults))
+
+
 def main(argv: Sequence[str]) -> int:
+    """Read the data (bad input fails before anything is written), save the config, then load the model and evaluate."""
+    from glmtune.eval.accuracy import load_task, run_accuracy_task
     from glmtune.hparams.entry import get_eval_args
 
-    model_args, data_args, training_args, generating_args = get_eval_args(argv)
-    run_eval(model_args, data_args, training_args, generating_args)
+    model_args, data_args, training_args, generating_args, eval_args = get_eval_args(argv)
+    settings = (model_args, data_args, training_args, generating_args, eval_args)
+    if eval_args.task == "generate":
+        check_metrics_installed()
+        examples = held_out_examples(data_args, training_args.seed)
+        write_eval_config(training_args.output_dir, *settings)
+        chat_model = ChatModel.from_args(model_args, data_args, generating_args)
+        evaluate_examples(chat_model, examples, training_args.output_dir, training_args.per_device_eval_batch_size)
+    else:
+        data = load_task(eval_args, data_args.dataset, data_args.max_samples)
+        write_eval_config(training_args.output_dir, *settings)
+        run_accuracy_task(model_args, data_args, training_args, generating_args, eval_args, data)
     return 0

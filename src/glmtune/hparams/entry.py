@@ -11,6 +11,7 @@ from typing import Any
 
 from glmtune.hparams.api_args import ApiArguments, check_api
 from glmtune.hparams.data_args import DataArguments
+from glmtune.hparams.eval_args import TASK_DEFAULTS, EvalArguments
 from glmtune.hparams.export_args import ExportArguments
 from glmtune.hparams.finetuning_args import FinetuningArguments
 from glmtune.hparams.generating_args import GeneratingArguments
@@ -72,7 +73,7 @@ TRAINING_ARGUMENTS = "Seq2SeqTrainingArguments"
 COMMAND_SETTINGS: dict[str, tuple[type | str, ...]] = {
     "train": (ModelArguments, DataArguments, TRAINING_ARGUMENTS, FinetuningArguments, GeneratingArguments),
     # eval takes the training settings too, so a training config evaluates as is
-    "eval": (ModelArguments, DataArguments, TRAINING_ARGUMENTS, FinetuningArguments, GeneratingArguments),
+    "eval": (ModelArguments, DataArguments, TRAINING_ARGUMENTS, FinetuningArguments, GeneratingArguments, EvalArguments),
     "chat": (ModelArguments, DataArguments, GeneratingArguments),
     "api": (ModelArguments, DataArguments, GeneratingArguments, ApiArguments),
     "export": (ModelArguments, DataArguments, ExportArguments),
@@ -225,13 +226,16 @@ def get_train_args(argv: Sequence[str]) -> TrainArgs:
     return TrainArgs(model_args, data_args, training_args, finetuning_args, generating_args, tuple(stage_settings))
 
 
-def get_eval_args(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments, Any, GeneratingArguments]:
+def get_eval_args(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments, Any, GeneratingArguments, EvalArguments]:
     """Arguments for `glmtune eval`: the same settings as training (its config files carry over) with EVAL_DEFAULTS."""
-    model_args, data_args, training_args, _, generating_args = parse_command("eval", argv, defaults=EVAL_DEFAULTS)
+    task = peek_settings(argv, ("task",))["task"] or "generate"
+    defaults = {**EVAL_DEFAULTS, **TASK_DEFAULTS.get(task, {})}
+    model_args, data_args, training_args, _, generating_args, eval_args = parse_command("eval", argv, defaults=defaults)
     raise_if_problems(
         check_model(model_args)
         + check_data(data_args)
         + check_eval_command(training_args, data_args)
         + check_generation(generating_args)
+        + eval_args.problems(model_args.adapter_name_or_path)
     )
-    return model_args, data_args, training_args, generating_args
+    return model_args, data_args, training_args, generating_args, eval_args
