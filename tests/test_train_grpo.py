@@ -64,3 +64,17 @@ def test_bad_grpo_settings_fail_before_loading(extra, message, tmp_path):
 def test_an_unimportable_reward_function_is_a_clear_error(tiny_llama_dir, tmp_path, train_env):
     with pytest.raises(ConfigError, match="cannot import 'no_such_module:reward'"):
         run_train(grpo_argv(tiny_llama_dir, tmp_path / "grpo", "--reward_funcs", "no_such_module:reward"))
+
+
+def test_sampling_and_kl_settings_reach_the_trainer(tiny_llama_dir, tmp_path, train_env):
+    """GRPO samples the policy itself by default; --temperature/--top_p and --grpo_beta are passed on, not ignored."""
+    import torch
+
+    from glmtune.hparams.entry import get_train_args
+
+    default = get_train_args(grpo_argv(tiny_llama_dir, tmp_path / "d", "--reward_funcs", "format")).generating
+    assert (default.temperature, default.top_p, default.top_k) == (1.0, 1.0, 0)
+    out = run_train(grpo_argv(tiny_llama_dir, tmp_path / "grpo", "--reward_funcs", "format", "--grpo_beta", "0.04",
+                              "--temperature", "0.7", "--top_p", "0.9", "--max_steps", "1"))  # fmt: skip
+    config = torch.load(out / "training_args.bin", weights_only=False)
+    assert (config.beta, config.temperature, config.top_p, config.top_k) == (0.04, 0.7, 0.9, 0)

@@ -192,4 +192,3 @@ def test_rollouts_sample_the_policy_itself_unless_told_otherwise(tmp_path):
     assert (generating.do_sample, generating.temperature, generating.top_p, generating.top_k) == (True, 1.0, 1.0, 0)
     generating = get_train_args([*base, "--top_k", "0", "--top_p", "0.9"]).generating  # ChatGLM Efficient Tuning's flags
     assert (generating.top_p, generating.top_k) == (0.9, 0)
-    assert get_train_args(["--stage", "sft", "--dataset", "d", "--output_dir", str(tmp_path)]).generating.top_p == 0.7

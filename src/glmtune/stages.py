@@ -55,6 +55,9 @@ class Stage:
 
 
 SUPERVISED_COLLATOR = "glmtune.data.collators:SupervisedCollator"
+# Stages that learn from their own generated answers sample the policy's own distribution, as their
+# probability ratios and KL estimates assume; a user's --temperature/--top_p/--top_k still win.
+POLICY_SAMPLING = (("do_sample", True), ("temperature", 1.0), ("top_p", 1.0), ("top_k", 0))
 
 STAGES: dict[str, Stage] = {
     stage.name: stage
@@ -105,6 +108,7 @@ STAGES: dict[str, Stage] = {
             collator=None,  # GRPO's trainer batches the rows it generates from itself
             recipe="glmtune.train.grpo:run_grpo",
             settings=("glmtune.hparams.grpo_args:GRPOArguments",),
+            defaults=POLICY_SAMPLING,
         ),
         Stage(
             name="ppo",
@@ -113,8 +117,7 @@ STAGES: dict[str, Stage] = {
             collator="glmtune.data.collators:prompt_collator",
             recipe="glmtune.train.ppo:run_ppo",
             settings=("glmtune.hparams.ppo_args:PPOArguments",),
-            # answers sampled from the policy's own distribution, as PPO's probability ratios and KL estimate assume
-            defaults=(("temperature", 1.0), ("top_p", 1.0), ("top_k", 0)),
+            defaults=POLICY_SAMPLING,
         ),
     )
 }

@@ -34,11 +34,15 @@ def run_grpo(stage: Stage, args: TrainArgs) -> dict[str, Any]:
     [grpo] = args.stage_settings
     rewards = load_reward_funcs(grpo.names())  # a bad module:function fails before the model loads
     tokenizer, data, model = tokenizer_data_model(stage, args)
+    generating = args.generating  # the stage's defaults sample the policy itself (stages.POLICY_SAMPLING)
+    sampling = {name: getattr(generating, name) for name in ("temperature", "top_p", "top_k", "repetition_penalty")}
     config = trl_config(
         GRPOConfig,
         args.training,
         num_generations=grpo.num_generations,
         max_completion_length=grpo.max_completion_length,
+        beta=grpo.grpo_beta,
+        **{name: value for name, value in sampling.items() if value is not None},  # None: TRL's own default
     )
     trainer = build_trl_trainer(
         pretokenized_prompts(GRPOTrainer),
