@@ -126,3 +126,21 @@ def test_unsupported_or_missing_files_are_errors(tmp_path):
         rows(write(tmp_path / "d.xml", "<a/>"))
     with pytest.raises(ConfigError, match="does not exist"):
         rows(tmp_path / "missing.jsonl")
+
+
+def test_a_folder_holding_files_that_are_not_data_is_not_a_dataset_folder(tmp_path):
+    """The hostile pass: a `file_name` of /etc read 796 rows from /etc/X11/rgb.txt."""
+    write(tmp_path / "X11" / "rgb.txt", "255 250 250 snow\n")
+    write(tmp_path / "passwd", "root:x:0:0::/root:/bin/bash\n")
+    write(tmp_path / "hosts.conf", "multi on\n")
+    with pytest.raises(ConfigError, match=r"is not a dataset folder: it holds files that are not data \(.*passwd"):
+        rows(tmp_path)
+
+
+def test_a_dataset_info_entry_naming_a_system_folder_is_refused_not_walked(tmp_path):
+    from glmtune.data.loader import load_examples
+    from glmtune.hparams.data_args import DataArguments
+
+    write(tmp_path / "dataset_info.json", json.dumps({"etc": {"file_name": "/etc", "formatting": "alpaca"}}))
+    with pytest.raises(ConfigError, match="/etc is not a dataset folder"):
+        load_examples(DataArguments(dataset="etc", dataset_dir=str(tmp_path)), "sft")

@@ -1,7 +1,9 @@
 """Exact resume: a run killed with SIGKILL and resumed from its newest complete checkpoint logs the
 same per-step losses as an uninterrupted run; a half-written checkpoint is never used."""
 
+import json
 import logging
+import re
 import shutil
 import signal
 import subprocess
@@ -124,3 +126,26 @@ def test_half_written_resume_path_fails_the_command_before_training(tiny_llama_d
     with pytest.raises(ConfigError, match=COMPLETE_MARKER):
         main(argv)
     assert not (tmp_path / "out" / "metrics.jsonl").exists()
+
+
+@pytest.mark.usefixtures("train_env")
+@pytest.mark.parametrize("logging_steps", ["1", "2"])
+def test_a_resumed_run_reports_the_loss_of_the_whole_run(
+    tiny_llama_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, logging_steps: str
+) -> None:
+    """The hostile pass: after a resume, "final loss" was the mean over the resumed steps only."""
+    dataset = write_sft_data(tmp_path)
+    flags = ("--max_steps", "6", "--save_steps", "2", "--save_total_limit", "100", "--logging_steps", logging_steps)
+    run_a, run_b = tmp_path / "a", tmp_path / "b"
+    run_train(train_argv(tiny_llama_dir, dataset, run_a, *flags))
+    uninterrupted = capsys.readouterr().out
+    run_b.mkdir()
+    shutil.copytree(run_a / "checkpoint-2", run_b / "checkpoint-2")  # a run stopped after its first save
+    run_train(train_argv(tiny_llama_dir, dataset, run_b, *flags, "--resume_from_checkpoint", "auto"))
+    resumed = capsys.readouterr().out
+    expected = re.search(r"final loss ([\d.]+)", uninterrupted)
+    actual = re.search(r"final loss ([\d.]+)", resumed)
+    assert expected and actual
+    assert float(actual.group(1)) == pytest.approx(float(expected.group(1)), abs=2e-4)
+    results = [json.loads((run / "train_results.json").read_text())["train_loss"] for run in (run_a, run_b)]
+    assert results[1] == pytest.approx(results[0], abs=2e-4)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import TYPE_CHECKING
 
@@ -20,9 +20,16 @@ from glmtune.data.converters import (
     convert,
     sniff_format,
 )
+from glmtune.data.encodings import codec_name
 from glmtune.data.identity import fill_identity
 from glmtune.data.readers import BadRow, RawRow, read_rows
-from glmtune.data.registry import DatasetSpec, load_registry, resolve, verify_sha1
+from glmtune.data.registry import (
+    DatasetSpec,
+    Registry,
+    load_registry,
+    resolve,
+    verify_sha1,
+)
 from glmtune.data.schema import Example, LoadReport
 from glmtune.data.shapes import get_shape
 from glmtune.errors import ConfigError
@@ -79,8 +86,8 @@ def load_examples(data_args: DataArguments, stage: str, seed: int = 42) -> Loade
     if eval_names and data_args.val_size:
         raise ConfigError("val_size and eval_dataset both ask for validation data: keep one")
     registry = load_registry(data_args.dataset_dir)
-    specs = [resolve(name, registry, data_args.generator_args) for name in names]
-    eval_specs = [resolve(name, registry, data_args.generator_args) for name in eval_names]
+    specs = [resolved(name, registry, data_args) for name in names]
+    eval_specs = [resolved(name, registry, data_args) for name in eval_names]
     report = LoadReport()
     reading = ReadOptions.from_args(data_args)
     train_parts = [read_dataset(spec, stage, target, reading, report) for spec in specs]
@@ -92,6 +99,14 @@ def load_examples(data_args: DataArguments, stage: str, seed: int = 42) -> Loade
         train, validation = split_validation(train, data_args.val_size, data_args.buffer_size, seed)
     finish_report(report, data_args.streaming)
     return LoadedData(train=train, validation=validation, report=report)
+
+
+def resolved(name: str, registry: Registry, data_args: DataArguments) -> DatasetSpec:
+    """The dataset's spec; one without an `encoding` of its own reads its files in the `encoding` setting."""
+    spec = resolve(name, registry, data_args.generator_args)
+    if spec.encoding is None and data_args.encoding:
+        return replace(spec, encoding=codec_name(data_args.encoding))
+    return spec
 
 
 def read_dataset(spec: DatasetSpec, stage: str, target: Target, reading: ReadOptions, report: LoadReport) -> AnyDataset:
@@ -161,7 +176,7 @@ def raw_rows(spec: DatasetSpec) -> Iterator[RawRow]:
     if spec.generator is not None:
         return generated_rows(spec)
     assert spec.path is not None  # a spec names either a generator or a path
-    return read_rows(spec.path, spec.whole_file)
+    return read_rows(spec.path, spec.whole_file, spec.encoding)
 
 
 def generated_rows(spec: DatasetSpec) -> Iterator[RawRow]:

@@ -18,13 +18,14 @@ from typing import Any
 import yaml
 
 from glmtune.data.converters import COLUMN_KEYS, TAG_KEYS, RowFormat
+from glmtune.data.encodings import codec_name
 from glmtune.errors import ConfigError, did_you_mean
 
 logger = logging.getLogger(__name__)
 
 REGISTRY_FILE = "dataset_info.json"
 KNOWN_KEYS = frozenset(
-    {"file_name", "file_sha1", "formatting", "columns", "tags", "ranking", "generator", "generator_args", "whole_file"}
+    {"file_name", "file_sha1", "formatting", "columns", "tags", "ranking", "generator", "generator_args", "whole_file", "encoding"}
 )
 REMOTE_KEYS = ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")
 MEDIA_COLUMNS = ("images", "videos", "audios")
@@ -43,6 +44,7 @@ class DatasetSpec:
     row_format: RowFormat | None = None
     sha1: str | None = None
     whole_file: bool = False
+    encoding: str | None = None  # of its text files; None: the `encoding` setting, else UTF-8
     generator: str | None = None
     generator_args: dict[str, Any] = field(default_factory=dict)
 
@@ -119,7 +121,17 @@ def spec_from_entry(name: str, entry: Any, registry: Registry, override_args: di
         row_format=row_format,
         sha1=entry.get("file_sha1"),
         whole_file=bool(entry.get("whole_file", False)),
+        encoding=entry_encoding(entry, where),
     )
+
+
+def entry_encoding(entry: dict[str, Any], where: str) -> str | None:
+    """glmtune's own key: GBK, GB18030 or UTF-16 files are read as they are, without converting them first."""
+    if entry.get("encoding") is None:
+        return None
+    if not isinstance(entry["encoding"], str):
+        raise ConfigError(f"{where}: encoding must be a name such as \"gbk\", got {entry['encoding']!r}")
+    return codec_name(entry["encoding"], f"{where}: encoding")
 
 
 def check_entry_keys(entry: dict[str, Any], where: str) -> None:

@@ -17,6 +17,11 @@ class DataArguments:
     dataset_dir: str | None = field(
         default=None, metadata={"help": "Folder with dataset_info.json; empty: glmtune's bundled datasets."}
     )
+    encoding: str | None = field(
+        default=None,
+        metadata={"help": "Text encoding of dataset files whose dataset_info.json entry names none, e.g. gbk, gb18030, "
+                  "utf-16; default: UTF-8."},
+    )
     default_system: str | None = field(
         default=None, metadata={"help": "System prompt replacing the template's default (alias: source_prefix)."}
     )

@@ -30,10 +30,11 @@ class MetricsLogger(TrainerCallback):
         self.last_time: float | None = None
         self.last_tokens = 0
         self.start_tokens = 0  # tokens counted before this session (a resumed run's earlier ones)
+        self.start_step = 0  # steps trained before this session
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.last_time, self.last_tokens = time.perf_counter(), state.num_input_tokens_seen
-        self.start_tokens = state.num_input_tokens_seen
+        self.start_tokens, self.start_step = state.num_input_tokens_seen, state.global_step
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero or not logs:
@@ -55,6 +56,25 @@ class CompleteCheckpointMarker(TrainerCallback):
             checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if checkpoint.is_dir():
                 mark_complete(checkpoint)
+
+
+def whole_run_loss(session_loss: float, start_step: int, end_step: int, log_history: list[dict[str, Any]]) -> float:
+    """The mean training loss over every step of the run, not only this session's.
+
+    The Trainer's `train_loss` averages the steps trained in this call; after a resume the earlier
+    steps' losses are in the log history restored from the checkpoint, each record the mean over the
+    steps since the record before. Their step-weighted mean stands for the earlier steps (exact when
+    the checkpoint step was a logging step).
+    """
+    if start_step <= 0 or end_step <= start_step:
+        return session_loss
+    earlier = sorted((r["step"], r["loss"]) for r in log_history if "loss" in r and 0 < r.get("step", 0) <= start_step)
+    if not earlier:
+        return session_loss
+    steps = [step for step, _ in earlier]
+    spans = [step - previous for step, previous in zip(steps, [0, *steps[:-1]])]
+    earlier_mean = sum(loss * span for (_, loss), span in zip(earlier, spans)) / steps[-1]
+    return (earlier_mean * start_step + session_loss * (end_step - start_step)) / end_step
 
 
 def summary_line(metrics: dict[str, Any], tokens: int) -> str:

@@ -15,6 +15,7 @@ from glmtune.train.callbacks import (
     CompleteCheckpointMarker,
     MetricsLogger,
     summary_line,
+    whole_run_loss,
 )
 from glmtune.train.checkpoints import resolve_resume
 from glmtune.train.graceful_stop import GracefulStop
@@ -96,6 +97,10 @@ def train_and_save(trainer: GlmtuneTrainer, plot: bool) -> dict[str, Any]:
     trainer.save_state()
     metrics = dict(result.metrics)
     metrics_logger = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, MetricsLogger))
+    if "train_loss" in metrics:  # the whole run's, also after a resume
+        state = trainer.state
+        start = metrics_logger.start_step
+        metrics["train_loss"] = whole_run_loss(metrics["train_loss"], start, state.global_step, state.log_history)
     # train_runtime covers this session only, so the rate counts only this session's tokens
     metrics["effective_tokens"] = trainer.state.num_input_tokens_seen - metrics_logger.start_tokens
     if trainer.eval_dataset is not None:

@@ -14,6 +14,8 @@ from glmtune.webui.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
+MAX_UPLOAD_BYTES = 0  # the page has no file fields: gradio's upload route answers 413 to any file with content
+
 
 def parse_auth(value: str | None) -> tuple[str, str] | None:
     if value is None:
@@ -50,5 +52,18 @@ def main(argv: Sequence[str]) -> int:
     from glmtune.webui.app import build_app
 
     demo = build_app(workspace)
-    demo.queue().launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth, show_error=False)
+    demo.queue().launch(**launch_options(args, auth))
     return 0
+
+
+def launch_options(args: argparse.Namespace, auth: tuple[str, str] | None) -> dict[str, object]:
+    """Gradio's launch settings. No field of the page takes a file, yet gradio's upload route takes any
+    client's files into its temp folder and serves them back: MAX_UPLOAD_BYTES refuses every non-empty one."""
+    return {
+        "server_name": args.host,
+        "server_port": args.port,
+        "share": args.share,
+        "auth": auth,
+        "show_error": False,
+        "max_file_size": MAX_UPLOAD_BYTES,
+    }
