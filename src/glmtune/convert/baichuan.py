@@ -9,12 +9,11 @@ Baichuan-13B and Baichuan2-13B use ALiBi instead of rotary positions: no native 
 """
 
 import logging
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from glmtune.convert.chatglm import side_files, write_json
+from glmtune.convert.chatglm import copy_side_files, write_json
 from glmtune.convert.chatglm_weights import check_accounted, checked
 from glmtune.convert.checkpoint_io import (
     DEFAULT_SHARD_BYTES,
@@ -153,11 +152,5 @@ def convert_baichuan(source: Path, target: Path, max_shard_bytes: int = DEFAULT_
     write_safetensors(to_native_tensors(TensorSource(source), original, norm_head), target, max_shard_bytes)
     write_json(target / "config.json", to_native_config(original, norm_head))
     write_tokenizer(source, target)
-    extras = side_files(source)
-    if extras:
-        (target / ORIGINALS_DIR).mkdir(exist_ok=True)
-    for path in extras:
-        shutil.copy2(path, target / ORIGINALS_DIR / path.name)
-        if (source / "tokenizer.json").is_file() and path.name.startswith(("tokenizer", "special_tokens_map", "chat_template")):
-            shutil.copy2(path, target / path.name)
+    copy_side_files(source, target, ORIGINALS_DIR)
     return target

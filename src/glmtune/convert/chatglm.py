@@ -77,11 +77,16 @@ def keep_originals(source: Path, target: Path) -> None:
     """
     if not (source / NATIVE_TOKENIZER).is_file():
         write_chatglm_tokenizer(source, target)
+    copy_side_files(source, target, ORIGINALS_DIR)
+
+
+def copy_side_files(source: Path, target: Path, originals_dir: str) -> None:
+    """Every side file into target/originals_dir (for the way back); a fast tokenizer's files also beside the weights."""
     extras = side_files(source)
     if extras:
-        (target / ORIGINALS_DIR).mkdir(exist_ok=True)
+        (target / originals_dir).mkdir(exist_ok=True)
     for path in extras:
-        shutil.copy2(path, target / ORIGINALS_DIR / path.name)
+        shutil.copy2(path, target / originals_dir / path.name)
         if (source / NATIVE_TOKENIZER).is_file() and path.name in NATIVE_TOKENIZER_FILES:
             shutil.copy2(path, target / path.name)
 
