@@ -103,7 +103,7 @@ def test_a_converted_chatglm_folder_has_the_fast_tokenizer(sentencepiece_model, 
 
 
 def test_a_tokenizer_model_that_is_not_sentencepiece_is_left_with_a_warning(tmp_path, caplog):
-    """GLM-4 ships a tiktoken file under the same name: no fast tokenizer is made up for it."""
+    """A tokenizer.model that is neither SentencePiece nor a tiktoken ranks file: no fast tokenizer is made up for it."""
     source = save_original(tmp_path / "original", TINY_CHATGLM, original_state_dict(TINY_CHATGLM))
     with caplog.at_level(logging.WARNING, logger="glmtune"):
         native = convert(source, tmp_path / "native", "native", 10**9)

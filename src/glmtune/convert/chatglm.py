@@ -1,7 +1,8 @@
 """Convert a ChatGLM2/3 or GLM-4 folder to a GlmForCausalLM folder, and a GlmForCausalLM folder back.
 
-The SentencePiece tokenizer becomes a native fast tokenizer (chatglm_tokenizer). Files
-that are not weights or config (the SentencePiece model, the tokenizer's and the
+The SentencePiece tokenizer (GLM-4: tiktoken) becomes a native fast tokenizer
+(chatglm_tokenizer, glm4_tokenizer). Files that are not weights or config (the tokenizer
+model, the tokenizer's and the
 model's remote code) are kept in ORIGINALS_DIR of the converted folder, so an export back
 to the original layout is a complete folder the original code loads.
 """
@@ -73,7 +74,7 @@ def convert_chatglm(source: Path, target: Path, max_shard_bytes: int = DEFAULT_S
 def keep_originals(source: Path, target: Path) -> None:
     """Copy the source's side files into ORIGINALS_DIR for a later export.
 
-    A fast tokenizer the source already has serves as is; else its SentencePiece model is converted.
+    A fast tokenizer the source already has serves as is; else its SentencePiece or tiktoken model is converted.
     """
     if not (source / NATIVE_TOKENIZER).is_file():
         write_chatglm_tokenizer(source, target)

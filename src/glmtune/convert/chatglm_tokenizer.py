@@ -12,6 +12,7 @@ whole only as words of their own.
 import logging
 from pathlib import Path
 
+from glmtune.convert.glm4_tokenizer import is_tiktoken, write_glm4_tokenizer
 from glmtune.convert.layout import UnsupportedLayoutError
 from glmtune.convert.sentencepiece_fast import fast_tokenizer, is_sentencepiece
 
@@ -79,13 +80,16 @@ def build_chatglm_tokenizer(model_file: Path, roles: bool):
 
 
 def write_chatglm_tokenizer(source: Path, target: Path) -> bool:
-    """Write the fast equivalent of the source's SentencePiece tokenizer into target; False where there is none."""
+    """Write the fast equivalent of the source's SentencePiece (ChatGLM2/3) or tiktoken (GLM-4) tokenizer into target; False where there is none."""
     model_file = source / SENTENCEPIECE_MODEL
     if not model_file.is_file():
         return False
     if not is_sentencepiece(model_file):
+        if is_tiktoken(model_file):  # GLM-4
+            write_glm4_tokenizer(source, target, model_file)
+            return True
         logger.warning(
-            "%s is not a SentencePiece model (GLM-4 ships a tiktoken file): no fast tokenizer written; "
+            "%s is not a SentencePiece model nor a tiktoken BPE file (GLM-4's): no fast tokenizer written; "
             "put a tokenizer.json beside the weights, or use --trust_remote_code true",
             model_file,
         )
