@@ -175,10 +175,9 @@ class PPOTrainer(Trainer):
         if self.args.should_save:
             from safetensors.torch import save_file
 
-            for adapter in (REWARD_ADAPTER, REFERENCE_ADAPTER):  # PEFT saves every adapter: keep the policy's alone
-                shutil.rmtree(Path(output_dir or self.args.output_dir) / adapter, ignore_errors=True)
-
             directory = Path(output_dir or self.args.output_dir)
+            for adapter in (REWARD_ADAPTER, REFERENCE_ADAPTER):  # PEFT saves every adapter: keep the policy's alone
+                shutil.rmtree(directory / adapter, ignore_errors=True)
             save_file({name: value.contiguous() for name, value in self.value_head.state_dict().items()}, directory / VALUE_HEAD_FILE)
             (directory / PPO_STATE_FILE).write_text(json.dumps({"kl_coef": self.kl_controller.value}), encoding="utf-8")
 
