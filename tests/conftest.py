@@ -8,6 +8,9 @@ from tiny_models import build_model, build_tokenizer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One precision on every machine: tests that compare runs to 1e-4 must not depend on the CPU's bf16
+# instructions; tests/test_precision.py exercises auto and bf16 explicitly.
+os.environ.setdefault("GLMTUNE_PRECISION", "fp32")
 
 
 @pytest.fixture(scope="session")

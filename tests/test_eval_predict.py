@@ -20,7 +20,9 @@ ROWS = [
     {"instruction": "Hello!", "input": "Answer briefly.", "output": "Hello! How can I help you today?"},
     {"instruction": "12 * 7", "input": "", "output": "12 * 7 = 84"},
 ]
-RESULT_KEYS = {"bleu-4", "rouge-1", "rouge-2", "rouge-l", "num_samples", "runtime_seconds", "samples_per_second"}
+RESULT_KEYS = {
+    "bleu-4", "rouge-1", "rouge-2", "rouge-l", "num_samples", "num_truncated_prompts", "runtime_seconds", "samples_per_second",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -161,4 +161,6 @@ def test_a_given_learning_rate_wins_over_the_methods(method: str, lr_where: str,
 def test_memory_is_pinned_only_where_a_gpu_can_use_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     argv = ["--dataset", "d", "--output_dir", str(tmp_path / "o")]
     assert get_train_args(argv).training.dataloader_pin_memory is torch.cuda.is_available()
-    assert get_train_args([*argv, "--dataloader_pin_memory", "true"]).training.dataloader_pin_memory is True
+    # A CPU-only machine defaults to use_cpu (for --bf16), where transformers turns pinning off.
+    pinned = get_train_args([*argv, "--dataloader_pin_memory", "true", "--use_cpu", "false"])
+    assert pinned.training.dataloader_pin_memory is True

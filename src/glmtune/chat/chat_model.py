@@ -1,5 +1,6 @@
 """ChatModel: chat, stream and batch over one loaded model, template and decoding defaults."""
 
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, replace
@@ -11,13 +12,17 @@ from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteria
 from glmtune.chat.sampling import GreedyOnInvalidLogits
 from glmtune.chat.streaming import CancelFlag, TextPieceStreamer, cut_at_stop
 from glmtune.data.schema import Message
-from glmtune.data.templates import ChatFormat, encode_prompt, get_template
+from glmtune.data.templates import ChatFormat, Tools, encode_prompt, get_template
 from glmtune.hparams.data_args import DataArguments
-from glmtune.hparams.generating_args import GeneratingArguments
+from glmtune.hparams.generating_args import (
+    GeneratingArguments,
+    model_generation_settings,
+)
 from glmtune.hparams.model_args import ModelArguments
 from glmtune.hparams.validation import check_generation, raise_if_problems
 
 GENERATION_KEYS = frozenset(f.name for f in fields(GeneratingArguments))
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -82,7 +87,7 @@ class ChatModel:
         self.model = model
         self.tokenizer = tokenizer
         self.template = template
-        self.generating_args = generating_args or GeneratingArguments()
+        self.generating_args = resolve_decoding(model, generating_args or GeneratingArguments())
         self.default_system = default_system
         self.stop_words = template.stop_words(tokenizer)
 
@@ -110,8 +115,11 @@ class ChatModel:
         self, conversations: Sequence[list[Message]], system: str | None = None, **gen: Any
     ) -> list[ChatResponse]:
         """Generate for several conversations in one left-padded batch."""
+        return self.answer_prompts([self.encode(messages, system) for messages in conversations], **gen)
+
+    def answer_prompts(self, prompts: Sequence[list[int]], **gen: Any) -> list[ChatResponse]:
+        """Answers to already-encoded prompts (eval encodes with tools and cuts long prompts first), in one batch."""
         config, stop_strings, stop_ids = self.generation_setup(gen)
-        prompts = [self.encode(messages, system) for messages in conversations]
         return [
             self.finish(ids, len(prompt), config.max_new_tokens, stop_strings, stop_ids)
             for ids, prompt in zip(self.generate_rows(prompts, config), prompts)
@@ -171,8 +179,9 @@ class ChatModel:
         worker.start()
         return ChatStream(streamer, cancel, worker, len(prompt), config.max_new_tokens)
 
-    def encode(self, messages: list[Message], system: str | None) -> list[int]:
-        return encode_prompt(self.template, self.tokenizer, messages, system if system is not None else self.default_system)
+    def encode(self, messages: list[Message], system: str | None, tools: Tools = None) -> list[int]:
+        system = system if system is not None else self.default_system
+        return encode_prompt(self.template, self.tokenizer, messages, system, tools)
 
     def safety_processors(self) -> LogitsProcessorList:
         return LogitsProcessorList([GreedyOnInvalidLogits(self.tokenizer.eos_token_id or 0)])
@@ -183,7 +192,10 @@ class ChatModel:
         unknown = set(overrides) - GENERATION_KEYS
         if unknown:
             raise TypeError(f"unknown generation settings: {', '.join(sorted(unknown))}")
-        settings = replace(self.generating_args, **{k: v for k, v in overrides.items() if v is not None})
+        given = {key: value for key, value in overrides.items() if value is not None}
+        if "do_sample" not in given and given.get("temperature"):
+            given["do_sample"] = True  # a request's temperature above 0 asks for sampling, whatever the model's default
+        settings = replace(self.generating_args, **given)
         raise_if_problems(check_generation(settings))
         stop_strings = list(dict.fromkeys([*self.stop_words, *([user_stops] if isinstance(user_stops, str) else user_stops)]))
         stop_ids = {ids[0] for ids in map(self.token_ids_of, stop_strings) if len(ids) == 1}
@@ -229,3 +241,15 @@ class ChatModel:
             completion_tokens=completion_tokens,
             finish_reason="stop" if stopped or completion_tokens < max_new_tokens else "length",
         )
+
+
+def resolve_decoding(model: Any, generating_args: GeneratingArguments) -> GeneratingArguments:
+    """The user's settings, then the model's generation_config, then glmtune's fallback; logged with their sources."""
+    from_model = model_generation_settings(getattr(model, "generation_config", None))
+    resolved = generating_args.resolved(from_model)
+    sources = generating_args.sources(from_model)
+    logger.info(
+        "decoding: %s",
+        ", ".join(f"{key}={getattr(resolved, key)} ({source})" for key, source in sources.items()),
+    )
+    return resolved

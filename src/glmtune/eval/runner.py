@@ -7,6 +7,7 @@ engine), so an evaluation after training and a later `glmtune eval` of the saved
 decode the same way.
 """
 
+import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,10 +18,12 @@ from glmtune.data.schema import Example
 from glmtune.errors import GlmtuneError
 from glmtune.eval.metrics import check_metrics_installed, corpus_scores
 from glmtune.eval.outputs import write_atomically, write_predictions, write_results
-from glmtune.eval.predict import generate_predictions
+from glmtune.eval.predict import predict_cases, prompt_cases
 from glmtune.hparams.data_args import DataArguments
 from glmtune.hparams.generating_args import GeneratingArguments
 from glmtune.hparams.model_args import ModelArguments
+
+logger = logging.getLogger(__name__)
 
 
 def held_out_examples(data_args: DataArguments, seed: int) -> list[Example]:
@@ -35,17 +38,24 @@ def held_out_examples(data_args: DataArguments, seed: int) -> list[Example]:
     return rows
 
 
-def evaluate_examples(chat_model: ChatModel, examples: Sequence[Example], output_dir: str | Path, batch_size: int) -> dict[str, Any]:
-    """Generate for every example, score against its answer, write both files; returns the results written."""
+def evaluate_examples(
+    chat_model: ChatModel, examples: Sequence[Example], output_dir: str | Path, batch_size: int, cutoff_len: int | None = None
+) -> dict[str, Any]:
+    """Generate for every example (prompts cut to cutoff_len), score against its answer, write both files."""
     from tqdm import tqdm
 
     start = time.perf_counter()
+    cases = prompt_cases(chat_model, examples, cutoff_len)
+    truncated = sum(case.truncated for case in cases)
+    if truncated:
+        logger.warning("%d of %d prompts were longer than cutoff_len=%s: they keep their last tokens", truncated, len(cases), cutoff_len)
     with tqdm(total=len(examples), desc="predict", unit="sample") as progress:
-        predictions = generate_predictions(chat_model, examples, batch_size, progress)
+        predictions = predict_cases(chat_model, cases, batch_size, progress)
     runtime = time.perf_counter() - start
     results: dict[str, Any] = {
         **corpus_scores([p.predict for p in predictions], [p.label for p in predictions]),
         "num_samples": len(predictions),
+        "num_truncated_prompts": truncated,
         "runtime_seconds": round(runtime, 3),
         "samples_per_second": round(len(predictions) / runtime, 3) if runtime else 0.0,
     }
@@ -56,9 +66,11 @@ def evaluate_examples(chat_model: ChatModel, examples: Sequence[Example], output
 
 
 def summary_line(results: dict[str, Any], output_dir: Path) -> str:
+    cut = results.get("num_truncated_prompts", 0)
     return (
         f"eval summary: {results['num_samples']} samples in {results['runtime_seconds']:.1f} s "
-        f"({results['samples_per_second']:.2f} samples/s); bleu-4 {results['bleu-4']:.2f}, rouge-1 {results['rouge-1']:.2f}, "
+        f"({results['samples_per_second']:.2f} samples/s){f', {cut} prompts cut to cutoff_len' if cut else ''}; "
+        f"bleu-4 {results['bleu-4']:.2f}, rouge-1 {results['rouge-1']:.2f}, "
         f"rouge-2 {results['rouge-2']:.2f}, rouge-l {results['rouge-l']:.2f}; files in {output_dir}"
     )
 
@@ -70,7 +82,9 @@ def run_eval(
     check_metrics_installed()
     examples = held_out_examples(data_args, training_args.seed)
     chat_model = ChatModel.from_args(model_args, data_args, generating_args)
-    return evaluate_examples(chat_model, examples, training_args.output_dir, training_args.per_device_eval_batch_size)
+    return evaluate_examples(
+        chat_model, examples, training_args.output_dir, training_args.per_device_eval_batch_size, data_args.cutoff_len
+    )
 
 
 def predict_after_training(
@@ -83,7 +97,9 @@ def predict_after_training(
     """Evaluate the model just trained, still in memory, on the held-out data (do_predict / do_eval with generation)."""
     examples = held_out_examples(data_args, training_args.seed)
     chat_model = ChatModel.from_args(model_args, data_args, generating_args, model=model)
-    return evaluate_examples(chat_model, examples, training_args.output_dir, training_args.per_device_eval_batch_size)
+    return evaluate_examples(
+        chat_model, examples, training_args.output_dir, training_args.per_device_eval_batch_size, data_args.cutoff_len
+    )
 
 
 EVAL_CONFIG_FILE = "eval_config.yaml"
@@ -115,7 +131,9 @@ def main(argv: Sequence[str]) -> int:
         examples = held_out_examples(data_args, training_args.seed)
         write_eval_config(training_args.output_dir, *settings)
         chat_model = ChatModel.from_args(model_args, data_args, generating_args)
-        evaluate_examples(chat_model, examples, training_args.output_dir, training_args.per_device_eval_batch_size)
+        evaluate_examples(
+            chat_model, examples, training_args.output_dir, training_args.per_device_eval_batch_size, data_args.cutoff_len
+        )
     else:
         data = load_task(eval_args, data_args.dataset, data_args.max_samples)
         write_eval_config(training_args.output_dir, *settings)

@@ -36,6 +36,7 @@ from glmtune.hparams.validation import (
     raise_if_problems,
 )
 from glmtune.methods import METHODS
+from glmtune.precision import apply_training_precision, default_device
 from glmtune.stages import STAGES
 
 # glmtune's defaults where transformers' suit a different job: they teach the default model
@@ -122,6 +123,7 @@ def training_defaults(method: str) -> dict[str, Any]:
         **TRAINING_DEFAULTS,
         "learning_rate": METHODS.get(method, METHODS["lora"]).learning_rate,
         "dataloader_pin_memory": torch.cuda.is_available(),  # pinning only helps copies to a GPU
+        "use_cpu": default_device() == "cpu",  # transformers refuses --bf16 without a GPU unless told it is a CPU run
     }
 
 
@@ -199,8 +201,6 @@ def get_score_args(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments, 
 
 def get_train_args(argv: Sequence[str]) -> TrainArgs:
     """Arguments for `glmtune train`; training arguments are HF's Seq2SeqTrainingArguments."""
-    import torch
-
     # An unknown stage or method is reported by the parser's choice check, with a suggestion.
     peeked = peek_settings(argv, ("stage", "finetuning_type", "do_train", *EVALUATING))
     stage = peeked["stage"] or "sft"
@@ -213,11 +213,13 @@ def get_train_args(argv: Sequence[str]) -> TrainArgs:
     )
     if training_args.include_num_input_tokens_seen == "no":
         training_args.include_num_input_tokens_seen = COUNTED_TOKENS["include_num_input_tokens_seen"]
+    if not (training_args.fp16 and training_args.bf16):  # both on is reported below
+        apply_training_precision(model_args, training_args)
     raise_if_problems(
         check_model(model_args)
         + check_data(data_args)
         + check_finetuning(model_args, finetuning_args)
-        + check_training(training_args, data_args, torch.cuda.is_available())
+        + check_training(training_args, data_args)
         + check_micro_batches(training_args, finetuning_args)
         + check_evaluation(training_args, data_args, STAGES[finetuning_args.stage])
         + check_generation(generating_args)
@@ -230,7 +232,10 @@ def get_eval_args(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments, A
     """Arguments for `glmtune eval`: the same settings as training (its config files carry over) with EVAL_DEFAULTS."""
     task = peek_settings(argv, ("task",))["task"] or "generate"
     defaults = {**EVAL_DEFAULTS, **TASK_DEFAULTS.get(task, {})}
-    model_args, data_args, training_args, _, generating_args, eval_args = parse_command("eval", argv, defaults=defaults)
+    model_args, data_args, training_args, _, generating_args, eval_args = parse_command(
+        "eval", argv, defaults={**defaults, "use_cpu": default_device() == "cpu"}
+    )
+    apply_training_precision(model_args, training_args)
     raise_if_problems(
         check_model(model_args)
         + check_data(data_args)

@@ -25,9 +25,20 @@ class ModelArguments:
     use_safetensors: bool = field(
         default=True, metadata={"help": "Load weights from safetensors only (pickle files can run code)."}
     )
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = field(
+        default="auto",
+        metadata={
+            "help": "Compute precision of train, eval, chat and api. auto: bf16 where the hardware runs it fast "
+            "(a GPU with bf16, a CPU with AMX-BF16 or AVX512-BF16), fp32 elsewhere; --bf16/--fp16 ask too. "
+            "A CPU maps fp16 to bf16, or falls back to fp32 with a warning. $GLMTUNE_PRECISION replaces auto."
+        },
+    )
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = field(
         default="auto",
-        metadata={"help": "Weights dtype; auto: fp32 on CPU, bf16 on GPUs that support it, else fp16."},
+        metadata={
+            "help": "Weights dtype; auto follows precision (training on a CPU keeps fp32 weights under bf16 "
+            "autocast), fp16 on GPUs without bf16."
+        },
     )
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N or mps."})
     quantization_bit: int | None = field(

@@ -26,20 +26,20 @@ def check_model(model_args: ModelArguments) -> list[str]:
 
 
 def check_generation(generating_args: GeneratingArguments) -> list[str]:
-    problems = []
-    if generating_args.max_new_tokens <= 0:
-        problems.append(f"max_new_tokens={generating_args.max_new_tokens}: must be at least 1")
-    if generating_args.temperature < 0:
-        problems.append(f"temperature={generating_args.temperature}: must be >= 0 (0 decodes greedily)")
-    if not 0 < generating_args.top_p <= 1:
-        problems.append(f"top_p={generating_args.top_p}: must be in (0, 1]")
-    if generating_args.top_k < 0:
-        problems.append(f"top_k={generating_args.top_k}: must be >= 0 (0 disables it)")
-    if generating_args.repetition_penalty <= 0:
-        problems.append(f"repetition_penalty={generating_args.repetition_penalty}: must be > 0 (1.0 disables it)")
-    if generating_args.num_beams < 1:
-        problems.append(f"num_beams={generating_args.num_beams}: must be at least 1")
-    return problems
+    """Checks the settings given; empty ones (None) are filled later from the model, then glmtune's defaults."""
+    checks = (
+        ("max_new_tokens", lambda value: value <= 0, "must be at least 1"),
+        ("temperature", lambda value: value < 0, "must be >= 0 (0 decodes greedily)"),
+        ("top_p", lambda value: not 0 < value <= 1, "must be in (0, 1]"),
+        ("top_k", lambda value: value < 0, "must be >= 0 (0 disables it)"),
+        ("repetition_penalty", lambda value: value <= 0, "must be > 0 (1.0 disables it)"),
+        ("num_beams", lambda value: value < 1, "must be at least 1"),
+    )
+    return [
+        f"{name}={getattr(generating_args, name)}: {rule}"
+        for name, bad, rule in checks
+        if getattr(generating_args, name) is not None and bad(getattr(generating_args, name))
+    ]
 
 
 def check_data(data_args: DataArguments) -> list[str]:
@@ -102,13 +102,11 @@ def check_micro_batches(training_args: Any, finetuning_args: FinetuningArguments
     return []
 
 
-def check_training(training_args: Any, data_args: DataArguments, cuda_available: bool) -> list[str]:
+def check_training(training_args: Any, data_args: DataArguments) -> list[str]:
+    """--bf16/--fp16 are never a problem: a CPU runs them as it can (glmtune.precision)."""
     problems = []
     if training_args.fp16 and training_args.bf16:
         problems.append("fp16 and bf16 are both on: choose one")
-    if (training_args.fp16 or training_args.bf16) and not cuda_available:
-        flag = "fp16" if training_args.fp16 else "bf16"
-        problems.append(f"{flag} needs a CUDA GPU and none is visible: drop --{flag} (the CPU trains in fp32)")
     if training_args.do_train and not data_args.dataset:
         problems.append("do_train needs dataset (a name from dataset_info.json or a file path)")
     if (training_args.do_eval or training_args.do_predict) and not (data_args.dataset or data_args.eval_dataset):

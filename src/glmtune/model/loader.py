@@ -1,37 +1,43 @@
 """Load a model from a local directory, a GGUF file, an alias or a hub id, with dtype, device and quantization."""
 
+import logging
 from typing import Any
 
 from glmtune.default_model import drop_gguf_quantizer
 from glmtune.errors import ModelNotFoundError
 from glmtune.hparams.model_args import ModelArguments
 from glmtune.model_source import first_line, resolve_model_source
+from glmtune.precision import default_device, resolve_precision
 from glmtune.stages import CAUSAL_LM
+
+logger = logging.getLogger(__name__)
 
 
 def pick_device(requested: str = "auto") -> str:
-    import torch
-
-    if requested != "auto":
-        return requested
-    if torch.cuda.is_available():
-        return "cuda"
-    if torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+    return default_device() if requested == "auto" else requested
 
 
-def pick_dtype(requested: str, device: str):
-    """fp32 on CPU (no fast bf16 there), bf16 on GPUs that support it, else fp16."""
+def pick_dtype(requested: str, device: str, precision: str = "auto", for_training: bool = False) -> Any:
+    """The weights' dtype: as requested, else from the resolved precision (glmtune.precision).
+
+    Inference holds the weights in that precision: bf16 on a CPU that runs it fast, fp32 on one that
+    does not. Training on a CPU keeps fp32 weights and computes under bf16 autocast, so full and freeze
+    tuning update fp32 weights. GPUs keep bf16 (fp16 where bf16 is missing) frozen weights, MPS fp16.
+    """
     import torch
 
     if requested != "auto":
         return getattr(torch, requested)
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device == "mps":
         return torch.float16
-    return torch.float32
+    if device.startswith("cuda") and precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device == "cpu" and for_training:
+        return torch.float32
+    resolved, warning = resolve_precision(precision, device)
+    if warning:
+        logger.warning(warning)
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[resolved]
 
 
 # What a head needs beyond the checkpoint: a reward model's sequence-classification head scores with one number.
@@ -48,7 +54,7 @@ def load_model(model_args: ModelArguments, for_training: bool = False, head: str
     path, extra = resolve_model_source(model_args.model_name_or_path, model_args.trust_remote_code)
     device = pick_device(model_args.device)
     options: dict[str, Any] = {
-        "dtype": pick_dtype(model_args.dtype, device),
+        "dtype": pick_dtype(model_args.dtype, device, model_args.precision, for_training),
         "trust_remote_code": model_args.trust_remote_code,
         "cache_dir": model_args.cache_dir,
         **HEAD_OPTIONS.get(head, {}),

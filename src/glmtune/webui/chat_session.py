@@ -66,6 +66,11 @@ class ChatSession:
             self.loaded = " + ".join(name.strip() for name in names if name.strip())
         return self.loaded
 
+    def default_temperature(self) -> float:
+        """The loaded model's own temperature (0 where it decodes greedily): the slider starts there."""
+        settings = self.model.generating_args if self.model is not None else None
+        return float(settings.temperature) if settings is not None and settings.do_sample else 0.0
+
     def unload(self) -> None:
         with self.lock:
             self.model, self.loaded = None, ""

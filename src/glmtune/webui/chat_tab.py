@@ -36,8 +36,10 @@ def build_chat_tab(context: Context) -> None:
         clear = context.button("clear", scale=0, elem_id="chat-clear")
 
     @shown_in_page
-    def load_model(model_text: str, adapter_text: str, template_name: str) -> str:
-        return f"✔ {session.load(ChatChoice(model_text, adapter_text, template_name))}"
+    def load_model(model_text: str, adapter_text: str, template_name: str) -> tuple[str, float]:
+        """The slider moves to the model's own temperature (its generation_config's, else glmtune's)."""
+        loaded_name = session.load(ChatChoice(model_text, adapter_text, template_name))
+        return f"✔ {loaded_name}", session.default_temperature()
 
     def unload_model() -> str:
         session.unload()
@@ -54,7 +56,7 @@ def build_chat_tab(context: Context) -> None:
         for partial in partials:
             yield "", [*history, {"role": "assistant", "content": partial}]
 
-    load.click(load_model, [model, adapter, template], loaded)
+    load.click(load_model, [model, adapter, template], [loaded, temperature])
     unload.click(unload_model, None, loaded)
     chat_inputs = [message, chatbot, system, max_new_tokens, temperature]
     message.submit(answer, chat_inputs, [message, chatbot])
