@@ -111,6 +111,14 @@ def test_ppo_without_an_adapter_keeps_a_frozen_reference(method, tiny_llama_dir,
     assert [record["kl"] for record in read_metrics(out) if "kl" in record][0] == 0.0  # starts at the reference
 
 
+def test_under_bf16_the_frozen_reference_still_starts_at_the_policy(tiny_llama_dir, tmp_path, train_env, monkeypatch):
+    """The reference copy is held as training holds the policy and runs in its autocast: step 1's KL stays 0."""
+    monkeypatch.setenv("GLMTUNE_PRECISION", "bf16")
+    out = run_train(ppo_argv(tiny_llama_dir, tmp_path / "ppo", "--reward_funcs", "format", "--finetuning_type", "freeze",
+                             "--max_steps", "1"))  # fmt: skip
+    assert [record["kl"] for record in read_metrics(out) if "kl" in record][0] == 0.0
+
+
 def test_ppo_resumes_with_its_value_head_and_kl_weight(tiny_llama_dir, tmp_path, train_env, even_reward):
     argv = ppo_argv(tiny_llama_dir, tmp_path / "ppo", "--reward_funcs", even_reward)  # 4 steps, a checkpoint every 2
     out = run_train(argv)
@@ -189,6 +197,8 @@ def test_rollouts_sample_the_policy_itself_unless_told_otherwise(tmp_path):
 
     base = ["--stage", "ppo", "--dataset", "math_4op", "--reward_funcs", "format", "--output_dir", str(tmp_path)]
     generating = get_train_args(base).generating
-    assert (generating.do_sample, generating.temperature, generating.top_p, generating.top_k) == (True, 1.0, 1.0, 0)
+    assert (generating.do_sample, generating.temperature, generating.top_p, generating.top_k, generating.repetition_penalty) == (
+        True, 1.0, 1.0, 0, 1.0
+    )
     generating = get_train_args([*base, "--top_k", "0", "--top_p", "0.9"]).generating  # ChatGLM Efficient Tuning's flags
     assert (generating.top_p, generating.top_k) == (0.9, 0)

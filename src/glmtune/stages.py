@@ -57,7 +57,7 @@ class Stage:
 SUPERVISED_COLLATOR = "glmtune.data.collators:SupervisedCollator"
 # Stages that learn from their own generated answers sample the policy's own distribution, as their
 # probability ratios and KL estimates assume; a user's --temperature/--top_p/--top_k still win.
-POLICY_SAMPLING = (("do_sample", True), ("temperature", 1.0), ("top_p", 1.0), ("top_k", 0))
+POLICY_SAMPLING = (("do_sample", True), ("temperature", 1.0), ("top_p", 1.0), ("top_k", 0), ("repetition_penalty", 1.0))
 
 STAGES: dict[str, Stage] = {
     stage.name: stage

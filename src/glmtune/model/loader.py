@@ -1,6 +1,7 @@
 """Load a model from a local directory, a GGUF file, an alias or a hub id, with dtype, device and quantization."""
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from glmtune.default_model import drop_gguf_quantizer
@@ -42,6 +43,17 @@ def pick_dtype(requested: str, device: str, precision: str = "auto", for_trainin
 
 # What a head needs beyond the checkpoint: a reward model's sequence-classification head scores with one number.
 HEAD_OPTIONS: dict[str, dict[str, Any]] = {"AutoModelForSequenceClassification": {"num_labels": 1}}
+
+
+def frozen_copy_settings(model_args: ModelArguments) -> ModelArguments:
+    """Settings that load a frozen copy of the starting model in the dtype training holds it in.
+
+    A reference model must compute what the policy computed before its first step; held in the
+    inference dtype (bf16 on a fast-bf16 CPU) while the policy keeps fp32 weights under autocast,
+    their log-probabilities would differ from the start.
+    """
+    dtype = pick_dtype(model_args.dtype, pick_device(model_args.device), model_args.precision, for_training=True)
+    return replace(model_args, dtype=str(dtype).removeprefix("torch."))
 
 
 def load_model(model_args: ModelArguments, for_training: bool = False, head: str = CAUSAL_LM):

@@ -91,7 +91,13 @@ class PPOTrainer(Trainer):
 
     def rollout(self, prompts: list[list[int]], references: list[str], sample: bool) -> tuple[Experience, torch.Tensor]:
         """Answers from the policy (sampled while training, greedy for evaluation), their scores, and, when sampling,
-        the experience PPO learns from."""
+        the experience PPO learns from. All of it runs in the training's precision context, so the policy, its
+        frozen reference and a shared reward adapter compute alike (under bf16 a reference in fp32 would differ
+        from the starting policy it copies)."""
+        with self.accelerator.autocast():
+            return self.scored_experience(prompts, references, sample)
+
+    def scored_experience(self, prompts: list[list[int]], references: list[str], sample: bool) -> tuple[Experience, torch.Tensor]:
         self.model.eval()
         answers = self.generator.generate_answers(prompts, **({} if sample else {"do_sample": False}))
         scores = torch.tensor(self.scorer(prompts, answers, references), dtype=torch.float32, device=self.args.device)

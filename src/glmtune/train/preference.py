@@ -12,12 +12,12 @@ from typing import Any
 from glmtune.data.schema import IGNORE_INDEX
 from glmtune.hparams.entry import TrainArgs
 from glmtune.methods import get_method
-from glmtune.model.loader import load_model
+from glmtune.model.loader import frozen_copy_settings, load_model
 
 
 def reference_model(args: TrainArgs) -> Any:
     """None where TRL derives the reference from the adapter, else a frozen copy of the starting model."""
-    return None if get_method(args.finetuning.finetuning_type).adapter else load_model(args.model)
+    return None if get_method(args.finetuning.finetuning_type).adapter else load_model(frozen_copy_settings(args.model))
 
 
 def pretokenized(trainer_class: type, finish: Callable[[Any, Any, Any], Any] | None = None) -> type:
