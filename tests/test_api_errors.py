@@ -1,13 +1,21 @@
 """Bad input, auth and limits: every answer is OpenAI's error object, never a bare 500."""
 
+import asyncio
+import http.client
+import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import httpx
 import openai
 import pytest
 from api_helpers import MODEL_NAME, QUESTION, client, load_chat_model, serve, wait_until
+
+from glmtune.api.app import create_app
+from glmtune.api.engine import Engine
+from glmtune.hparams.api_args import ApiArguments
 
 URL = "/v1/chat/completions"
 
@@ -196,3 +204,107 @@ def test_prefix_adapters_are_refused_at_startup(tiny_llama_dir):
     chat_model.model = prefix
     with pytest.raises(ConfigError, match="P-Tuning"):
         Engine(chat_model, max_batch_size=4, max_waiting=4)
+
+
+SURROGATE = "\ud800"  # a lone UTF-16 surrogate: JSON can write it, UTF-8 cannot
+TOOL = {"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": {}}}
+CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+INVALID_UNICODE = [
+    ({"messages": [{"role": "user", "content": SURROGATE}]}, "messages[0].content"),
+    ({"messages": [{"role": "system", "content": "x" + SURROGATE}, *QUESTION]}, "messages[0].content"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "\udfff"}]}]}, "messages[0].content[0].text"),
+    ({"stop": SURROGATE}, "stop"),
+    ({"stop": ["ok", SURROGATE]}, "stop[1]"),
+    (
+        {"tools": [{**TOOL, "function": {**TOOL["function"], "description": SURROGATE}}]},
+        "tools[0].function.description",
+    ),
+    (
+        {"tools": [{**TOOL, "function": {**TOOL["function"], "parameters": {SURROGATE: 1}}}]},
+        "tools[0].function.parameters",
+    ),
+    (
+        {"messages": [*QUESTION, {"role": "assistant", "tool_calls": [CALL]}, {"role": "tool", "content": SURROGATE}]},
+        "messages[2].content",
+    ),
+    ({"user": SURROGATE}, "user"),
+    ({"model": SURROGATE}, "model"),
+]
+
+
+def raw_body(**body) -> bytes:
+    """JSON as a client may send it: json.dumps escapes a lone surrogate as \\ud800 (valid JSON text)."""
+    return json.dumps({"model": MODEL_NAME, "messages": QUESTION, "max_tokens": 4, **body}).encode()
+
+
+@pytest.mark.parametrize("body, param", INVALID_UNICODE)
+def test_invalid_unicode_anywhere_is_a_400_naming_its_field(server, body, param):
+    response = httpx.post(f"{server}{URL}", content=raw_body(**body), headers={"Content-Type": "application/json"})
+    error = assert_error(response, 400, code="invalid_unicode", param=param)
+    assert "surrogate" in error["message"]
+
+
+def test_bad_requests_keep_the_connection_open(server):
+    """One keep-alive connection: every invalid request gets its 400 and the next request still goes through."""
+    host, port = server.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    connection.auto_open = 0  # a dropped connection fails the test instead of being reopened quietly
+    connection.connect()
+    first_socket = connection.sock
+    bodies = [raw_body(**body) for body, _ in INVALID_UNICODE] + [b'{"model": "tiny", "messages": [{"\xff": 1}]}']
+    for body in [*bodies, raw_body()]:
+        connection.request("POST", URL, body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        payload = json.loads(response.read())
+        assert response.status == (200 if body == raw_body() else 400), payload
+    assert payload["choices"][0]["message"]["content"] is not None
+    assert connection.sock is first_socket
+    connection.close()
+
+
+def test_a_body_that_is_not_utf8_is_a_400(server):
+    body = b'{"model": "tiny", "messages": [{"role": "user", "content": "\xff\xfe"}]}'
+    assert_error(httpx.post(f"{server}{URL}", content=body, headers={"Content-Type": "application/json"}), 400)
+
+
+def call_asgi(app, headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> tuple[int, int]:
+    """Send one POST straight to the ASGI app; return its status and how many times it read the body."""
+    reads = 0
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        nonlocal reads
+        reads += 1
+        return {"type": "http.request", "body": chunks[min(reads, len(chunks)) - 1], "more_body": reads < len(chunks)}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": URL,
+        "raw_path": URL.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50000),
+    }
+    asyncio.run(app(scope, receive, send))
+    return next(message["status"] for message in sent if message["type"] == "http.response.start"), reads
+
+
+def test_api_key_is_checked_before_the_body_is_read(chat_model):
+    """An unauthenticated client gets 401 before the server reads (or buffers) any of its body, large or not."""
+    settings = replace(ApiArguments(), api_key="sekret", max_body_bytes=1000)
+    app = create_app(Engine(chat_model, 1, 1), settings, MODEL_NAME)
+    json_type = (b"content-type", b"application/json")
+    declared_huge = [json_type, (b"content-length", b"1000000000")]
+    assert call_asgi(app, declared_huge, [b"x" * 600] * 3) == (401, 0)
+    assert call_asgi(app, [json_type], [b"x" * 600] * 3) == (401, 0)  # streamed, no length declared
+    authorized = [json_type, (b"authorization", b"Bearer sekret")]
+    assert call_asgi(app, authorized, [b"x" * 600] * 3)[0] == 413

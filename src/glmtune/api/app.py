@@ -32,10 +32,12 @@ SSE_PING_S = 15  # keeps idle proxies from closing a stream that waits in the qu
 
 
 def add_middleware(app: FastAPI, settings: ApiArguments) -> None:
-    """The last middleware added runs first: CORS answers preflights before auth asks for a key."""
+    """The last middleware added runs first: CORS answers preflights before auth asks for a key,
+    and the key is checked before the body size, so an unauthenticated client never gets its body read.
+    """
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.api_key:
         app.add_middleware(BearerAuth, api_key=settings.api_key)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     origins = settings.origins()
     if origins:
         app.add_middleware(

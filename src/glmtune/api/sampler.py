@@ -6,7 +6,7 @@ parameter tensors. Only the uniform draw is made row by row, from the row's own
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -18,6 +18,13 @@ class SamplingParams:
     top_k: int  # 0 keeps the whole vocabulary
     repetition_penalty: float
     generator: torch.Generator
+    presence_penalty: float = 0.0  # OpenAI's: subtracted once from every token already generated
+    frequency_penalty: float = 0.0  # OpenAI's: subtracted per occurrence in the generated tokens
+    logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit
+
+    @property
+    def adjusts_logits(self) -> bool:
+        return bool(self.presence_penalty or self.frequency_penalty or self.logit_bias)
 
 
 def penalize_repeats(
@@ -30,6 +37,22 @@ def penalize_repeats(
             seen = logits[row, ids]
             penalty = setting.repetition_penalty
             logits[row, ids] = torch.where(seen < 0, seen * penalty, seen / penalty)
+    return logits
+
+
+def adjust_logits(
+    logits: torch.Tensor, generated: Sequence[list[int]], params: Sequence[SamplingParams]
+) -> torch.Tensor:
+    """OpenAI's presence and frequency penalties over each row's generated tokens, then its logit_bias."""
+    vocab = logits.shape[-1]
+    for row, (tokens, setting) in enumerate(zip(generated, params)):
+        if tokens and (setting.presence_penalty or setting.frequency_penalty):
+            ids, counts = torch.tensor(tokens, device=logits.device).unique(return_counts=True)
+            logits[row, ids] -= setting.frequency_penalty * counts + setting.presence_penalty
+        biased = [(token, bias) for token, bias in setting.logit_bias.items() if token < vocab]
+        if biased:
+            ids = torch.tensor([token for token, _ in biased], device=logits.device)
+            logits[row, ids] += torch.tensor([bias for _, bias in biased], device=logits.device, dtype=logits.dtype)
     return logits
 
 

@@ -22,7 +22,12 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from glmtune.api.sampler import SamplingParams, penalize_repeats, sample_next_tokens
+from glmtune.api.sampler import (
+    SamplingParams,
+    adjust_logits,
+    penalize_repeats,
+    sample_next_tokens,
+)
 from glmtune.chat.streaming import TextPieceStreamer
 
 logger = logging.getLogger(__name__)
@@ -30,6 +35,10 @@ logger = logging.getLogger(__name__)
 
 class QueueFull(Exception):
     """The waiting queue cannot take the request now; the client should retry later."""
+
+
+# One generated token's log-probability and the most likely alternatives: (token id, logprob, [(id, logprob), ...]).
+TokenLogprob = tuple[int, float, list[tuple[int, float]]]
 
 
 @dataclass
@@ -43,6 +52,8 @@ class GenerationJob:
     generated: list[int] = field(default_factory=list)
     finish_reason: str | None = None  # "stop", "length" or "cancelled" once done
     cancelled: threading.Event = field(default_factory=threading.Event)
+    top_logprobs: int | None = None  # None: no log-probabilities; else how many alternatives per token
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # one per generated token but stop tokens
 
     def cancel(self) -> None:
         """Ask the worker to drop this sequence at its next step (client gone)."""
@@ -208,12 +219,21 @@ class Scheduler:
         self.accept(batch.jobs, output.logits[:, -1])
 
     def accept(self, jobs: list[GenerationJob], logits: torch.Tensor) -> None:
-        """Sample one token per job, stream it, and finish jobs that hit a stop or their length."""
+        """Sample one token per job, stream it, and finish jobs that hit a stop or their length.
+
+        Log-probabilities are those of the adjusted logits (penalties and biases applied),
+        before temperature, top-k and top-p reshape them for sampling.
+        """
         params = [job.sampling for job in jobs]
         logits = self.safety(torch.empty(0, dtype=torch.long), logits.float())
         if any(setting.repetition_penalty != 1.0 for setting in params):
             logits = penalize_repeats(logits, [job.history for job in jobs], params)
-        for job, token in zip(jobs, sample_next_tokens(logits, params).tolist()):
+        if any(setting.adjusts_logits for setting in params):
+            logits = adjust_logits(logits, [job.generated for job in jobs], params)
+        logprobs = log_probabilities(jobs, logits)
+        for row, (job, token) in enumerate(zip(jobs, sample_next_tokens(logits, params).tolist())):
+            if row in logprobs and token not in job.streamer.stop_token_ids:
+                job.logprobs.append(logprobs[row](token))  # before the text goes out: the API pairs them
             job.generated.append(token)
             job.streamer.put(torch.tensor([token]))
             if job.streamer.stopped:
@@ -231,6 +251,22 @@ class Scheduler:
     def finish(job: GenerationJob, reason: str) -> None:
         job.finish_reason = reason
         job.streamer.end()
+
+
+def log_probabilities(jobs: list[GenerationJob], logits: torch.Tensor) -> dict[int, Callable[[int], TokenLogprob]]:
+    """For each row that asks for them: the record of whichever token that row then samples."""
+    rows = [row for row, job in enumerate(jobs) if job.top_logprobs is not None]
+    if not rows:
+        return {}
+    table = logits[rows].float().log_softmax(dim=-1)
+    width = min(max(jobs[row].top_logprobs for row in rows), table.shape[-1])
+    best_values, best_ids = table.topk(width, dim=-1) if width else (table[:, :0], table[:, :0].long())
+    records = {}
+    for place, row in enumerate(rows):
+        count = jobs[row].top_logprobs
+        top = list(zip(best_ids[place, :count].tolist(), best_values[place, :count].tolist()))
+        records[row] = lambda token, place=place, top=top: (token, float(table[place, token]), top)
+    return records
 
 
 def supports_batching(model: torch.nn.Module) -> bool:

@@ -4,7 +4,11 @@ engine lays a conversation out into pieces, tools holds each model family's tool
 syntax, catalogue names every template, and encoding turns pieces into token ids.
 """
 
-from glmtune.data.templates.catalogue import TEMPLATES, get_template
+from glmtune.data.templates.catalogue import (
+    TEMPLATES,
+    TOOL_TEMPLATES_HINT,
+    get_template,
+)
 from glmtune.data.templates.encoding import (
     EncodedTurn,
     encode_pieces,
@@ -20,16 +24,25 @@ from glmtune.data.templates.engine import (
     TurnPieces,
     split_conversation,
 )
-from glmtune.data.templates.tools import Tools, ToolSyntax, parse_tools
+from glmtune.data.templates.tools import (
+    ParsedReply,
+    ToolCall,
+    Tools,
+    ToolSyntax,
+    parse_tools,
+)
 
 __all__ = [
     "TEMPLATES",
     "TOKEN",
+    "TOOL_TEMPLATES_HINT",
     "ChatFormat",
     "EncodedTurn",
+    "ParsedReply",
     "Piece",
     "Template",
     "TokenizerChatTemplate",
+    "ToolCall",
     "ToolSyntax",
     "Tools",
     "TurnPieces",
