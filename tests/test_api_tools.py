@@ -12,8 +12,8 @@ import pytest
 import torch
 from api_helpers import MODEL_NAME, QUESTION, client, load_chat_model, serve
 
-from glmtune.api.completions import plan_tool_use
 from glmtune.api.errors import ApiError
+from glmtune.api.request_plan import plan_tool_use
 from glmtune.api.schemas import ChatCompletionRequest
 from glmtune.chat.chat_model import ChatModel
 from glmtune.data.templates import encode_prompt, get_template

@@ -105,7 +105,7 @@ class ResponseFormat(Strict):
 
 
 class ChatCompletionRequest(Strict):
-    """OpenAI's chat-completions body; fields this server cannot honour are refused in completions.check_supported."""
+    """OpenAI's chat-completions body; fields this server cannot honour are refused in request_plan.check_supported."""
 
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
@@ -127,7 +127,7 @@ class ChatCompletionRequest(Strict):
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
-    # Refused when given (completions.check_supported): features of other models and of the deprecated API.
+    # Refused when given (request_plan.check_supported): features of other models and of the deprecated API.
     functions: list[Any] | None = None
     function_call: Any = None
     audio: Any = None
