@@ -1,18 +1,19 @@
 """The web UI reads only inside its workspace, also through dataset_info.json: a `file_name` that leads out
 (`..`, absolute, a symlink, a symlinked file inside a dataset folder) is refused for previews and jobs alike;
-gradio's upload route takes no files."""
+gradio's upload route takes no files, empty ones included."""
 
 import json
 import socket
+from pathlib import Path
 
 import httpx
 import pytest
-from test_webui_support import DATASET, make_workspace, tiny_form
+from test_webui_support import DATASET, make_workspace, tiny_form, wait_until_done
 
 from glmtune.webui import app, launch
 from glmtune.webui.eval_job import EvalForm, start_eval
 from glmtune.webui.forms import dataset_names
-from glmtune.webui.jobs import JobManager
+from glmtune.webui.jobs import FAILED, JobManager
 from glmtune.webui.train_job import preview_rows, start_training
 from glmtune.webui.workspace import OutsideWorkspaceError, Workspace
 
@@ -81,6 +82,33 @@ def test_a_dataset_info_json_symlinked_from_outside_is_not_read(workspace):
         preview_rows(workspace, tiny_form(datasets=["secret"]))
 
 
+def swap_out(workspace: Workspace, how: str) -> None:
+    """After the page's check: dataset_info.json rewritten to lead out, or the symlink it names repointed."""
+    if how == "dataset_info.json":
+        register(workspace, escape(workspace, "absolute"))
+        return
+    link = workspace.root / "data" / "inner.json"
+    link.unlink()
+    link.symlink_to(workspace.root.parent / "outside" / "x.json")
+
+
+@pytest.mark.parametrize("how", ["dataset_info.json", "symlink"])
+@pytest.mark.parametrize("kind", ["train", "eval"])
+def test_a_dataset_led_out_after_start_is_refused_by_the_job_itself(workspace, how, kind):
+    """Time of check to time of use: the job checks its datasets again in its own process before reading them."""
+    (workspace.root / "data" / "inner.json").symlink_to(workspace.root / "data" / "sft.json")
+    register(workspace, "inner.json")
+    jobs = JobManager(workspace.root)
+    if kind == "train":
+        record = start_training(workspace, jobs, tiny_form())
+    else:
+        record = start_eval(workspace, jobs, EvalForm("models/tiny", "models/tiny", "data", DATASET, "qwen", 2, "outputs/eval"))
+    swap_out(workspace, how)  # the job's process is still starting: it has read nothing yet
+    done = wait_until_done(jobs, record.id)
+    log = Path(done.log_file).read_text(encoding="utf-8")
+    assert done.status == FAILED and f"glmtune {kind}: error: dataset '{DATASET}'" in log and "outside the workspace" in log
+
+
 def test_datasets_inside_the_workspace_still_preview(workspace):
     (workspace.root / "data" / "inner.json").symlink_to(workspace.root / "data" / "sft.json")
     register(workspace, "inner.json")
@@ -93,15 +121,18 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_gradio_upload_route_refuses_files(tmp_path, monkeypatch):
+def test_gradio_upload_route_refuses_files_empty_or_not(tmp_path, monkeypatch):
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     port = free_port()
     args = launch.parse_args(["--workspace", str(tmp_path), "--port", str(port)])
     demo = app.build_app(Workspace.at(tmp_path))
     demo.queue().launch(**launch.launch_options(args, None), prevent_thread_lock=True, quiet=True)
     try:
-        response = httpx.post(f"http://127.0.0.1:{port}/gradio_api/upload", files={"files": ("x.txt", b"x" * 4096)})
-        assert response.status_code == 413
+        for content in (b"", b"x" * 4096):
+            response = httpx.post(f"http://127.0.0.1:{port}/gradio_api/upload", files={"files": ("x.json", content)})
+            assert response.status_code == 403 and "takes no file uploads" in response.text
+        assert not [path for path in (tmp_path / "gradio").rglob("*") if path.is_file()]
         assert httpx.get(f"http://127.0.0.1:{port}/").status_code == 200
     finally:
         demo.close()

@@ -119,7 +119,7 @@ def test_shell_syntax_reaches_the_job_as_literal_text(workspace):
     for index, text in enumerate(METACHARACTERS):
         record = start_training(workspace, jobs, tiny_form(output_dir=f"outputs/{index} {text}", lora_target=text))
         config = Path(record.argv[-1])
-        assert record.argv[-3:-1] == ["glmtune", "train"] and config.parent.name == f"{index} {text}"
+        assert record.argv[-4:-1] == ["glmtune.webui.contained_job", str(workspace.root), "train"] and config.parent.name == f"{index} {text}"
         assert yaml.safe_load(config.read_text())["lora_target"] == text
         jobs.stop(record.id)  # what the job would do is not the point: it got the text as one argument
         wait_until_done(jobs, record.id)

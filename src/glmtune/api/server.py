@@ -5,6 +5,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from glmtune.default_model import DEFAULT_MODEL_ALIAS
+from glmtune.hparams.api_args import ApiArguments
+from glmtune.hparams.bind import check_exposure, reachable_from_others
 from glmtune.hparams.model_args import ModelArguments
 
 logger = logging.getLogger(__name__)
@@ -18,6 +20,19 @@ def served_name(model_args: ModelArguments, chosen: str | None) -> str:
     return Path(name).name if Path(name).expanduser().exists() else name
 
 
+def check_bind(api_args: ApiArguments) -> None:
+    """Before the model loads: a host other machines reach needs the API key, or --allow-unauthenticated."""
+    check_exposure(
+        "api", api_args.host, bool(api_args.api_key), api_args.allow_unauthenticated, "set --api_key KEY (or GLMTUNE_API_KEY)"
+    )
+    if not reachable_from_others(api_args.host):
+        return
+    if api_args.api_key:
+        logger.info("binding %s: the server is reachable from the network; requests need the API key", api_args.host)
+    else:
+        logger.warning("binding %s: the server is reachable from the network and has no API key", api_args.host)
+
+
 def main(argv: Sequence[str]) -> int:
     import uvicorn
 
@@ -27,13 +42,9 @@ def main(argv: Sequence[str]) -> int:
     from glmtune.hparams.entry import get_api_args
 
     model_args, data_args, generating_args, api_args = get_api_args(argv)
+    check_bind(api_args)
     chat_model = ChatModel.from_args(model_args, data_args, generating_args)
     engine = Engine(chat_model, api_args.max_batch_size, api_args.max_waiting)
     app = create_app(engine, api_args, served_name(model_args, api_args.served_model_name))
-    if api_args.host not in ("127.0.0.1", "localhost", "::1"):
-        if api_args.api_key:
-            logger.info("binding %s: the server is reachable from the network; requests need the API key", api_args.host)
-        else:
-            logger.warning("binding %s: the server is reachable from the network and has no API key", api_args.host)
     uvicorn.run(app, host=api_args.host, port=api_args.port, log_level="info")
     return 0

@@ -22,6 +22,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_ENCODING = "utf-8"
 MARK_ERRORS = "glmtune-mark-undecodable"
 SNIFF_BYTES = 1 << 18  # what the detector reads from the start of a file
+BYTE_ORDER_MARKS = {
+    "utf-16": (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE),
+    "utf-32": (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE),
+}
 UNDECODABLE = re.compile("[\x00\udc00-\udcff]")  # a marked byte, or NUL: no text file holds one (UTF-16 read as UTF-8 does)
 
 
@@ -49,10 +53,22 @@ def label(encoding: str | None) -> str:
 
 
 def open_text(path: Path, encoding: str | None, newline: str | None = None) -> TextIO:
-    """Open for reading with undecodable bytes marked, never raised; UTF-8 as utf-8-sig so a byte-order mark
-    written by some editors does not break the first row."""
-    name = codec_name(encoding)
-    return path.open(encoding="utf-8-sig" if name == "utf-8" else name, errors=MARK_ERRORS, newline=newline)
+    """Open for reading with undecodable bytes marked, never raised."""
+    return path.open(encoding=python_codec(path, codec_name(encoding)), errors=MARK_ERRORS, newline=newline)
+
+
+def python_codec(path: Path, name: str) -> str:
+    """The codec that reads `path` in encoding `name`: UTF-8 as utf-8-sig, so a byte-order mark written by some
+    editors does not break the first row; UTF-16 / UTF-32 without a byte-order mark as little-endian (what Windows
+    writes), since Python's decoder raises on a missing mark instead of marking bytes."""
+    if name == "utf-8":
+        return "utf-8-sig"
+    marks = BYTE_ORDER_MARKS.get(name)
+    if marks is None:
+        return name
+    with path.open("rb") as handle:
+        start = handle.read(4)
+    return name if start.startswith(marks) else f"{name}-le"
 
 
 def undecodable(text: str) -> str | None:

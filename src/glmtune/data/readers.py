@@ -95,6 +95,8 @@ def read_file(path: Path, whole_file: bool = False, encoding: str | None = None)
     suffix = path.suffix.lower()
     if suffix not in READERS:
         raise ConfigError(f"{path}: unsupported file type {suffix or '(none)'}; use one of {', '.join(READERS)}")
+    if path.stat().st_size == 0:  # an upload or a copy that failed: say so, not "invalid JSON at line 1"
+        raise ConfigError(f"{path}: the file is empty (0 bytes)")
     if suffix == ".txt" and whole_file:
         return read_whole_text(path, encoding)
     return READERS[suffix](path, encoding)
@@ -103,6 +105,8 @@ def read_file(path: Path, whole_file: bool = False, encoding: str | None = None)
 def read_json(path: Path, encoding: str | None = None) -> Iterator[RawRow]:
     """A JSON array of objects; a file of JSON Lines named .json is read as JSON Lines."""
     text = marked_text(path, encoding)
+    if not text.strip():
+        raise ConfigError(f"{path}: the file holds only blank space, no JSON")
     try:
         loaded = json.loads(text)
     except json.JSONDecodeError as error:

@@ -119,10 +119,17 @@ def spec_from_entry(name: str, entry: Any, registry: Registry, override_args: di
         name=name,
         path=registry.folder / str(entry["file_name"]),
         row_format=row_format,
-        sha1=entry.get("file_sha1"),
+        sha1=entry_sha1(entry, where),
         whole_file=bool(entry.get("whole_file", False)),
         encoding=entry_encoding(entry, where),
     )
+
+
+def entry_sha1(entry: dict[str, Any], where: str) -> str | None:
+    value = entry.get("file_sha1")
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{where}: file_sha1 must be a string of 40 hex digits, got {value!r}")
+    return value
 
 
 def entry_encoding(entry: dict[str, Any], where: str) -> str | None:

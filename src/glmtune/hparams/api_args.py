@@ -14,6 +14,10 @@ class ApiArguments:
         default=None,
         metadata={"help": "Require `Authorization: Bearer KEY` (default: env GLMTUNE_API_KEY; empty: no auth)."},
     )
+    allow_unauthenticated: bool = field(
+        default=False,
+        metadata={"help": "Serve a non-loopback host without an API key (refused otherwise: anyone reaching it could use it)."},
+    )
     cors_origins: str | None = field(
         default=None, metadata={"help": "Comma-separated browser origins allowed by CORS; empty: CORS off."}
     )

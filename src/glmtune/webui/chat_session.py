@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from glmtune.chat.context_window import context_length, token_budget
 from glmtune.data.schema import Message
 from glmtune.default_model import DEFAULT_MODEL_ALIAS
 from glmtune.errors import ConfigError
@@ -76,13 +77,17 @@ class ChatSession:
             self.model, self.loaded = None, ""
 
     def stream(self, history: list[dict[str, Any]], system: str, max_new_tokens: int, temperature: float) -> Iterator[str]:
-        """The answer to the conversation so far, growing piece by piece; bad settings fail before the first piece."""
+        """The answer to the conversation so far, growing piece by piece; bad settings and a conversation that
+        leaves no room in the model's context for max_new_tokens fail before the first piece."""
         if self.model is None:
             raise ConfigError("load a model first")
+        messages, system_prompt = conversation(history), system.strip() or None
+        prompt_tokens = len(self.model.encode(messages, system_prompt))
+        context = context_length(self.model.model.config)
         stream = self.model.stream_chat(
-            conversation(history),
-            system=system.strip() or None,
-            max_new_tokens=max_new_tokens,
+            messages,
+            system=system_prompt,
+            max_new_tokens=token_budget(context, prompt_tokens, max_new_tokens, max_new_tokens, "max_new_tokens"),
             temperature=temperature,
             do_sample=temperature > 0,
         )

@@ -57,7 +57,7 @@ def eval_argv(workspace: Workspace, form: EvalForm) -> tuple[list[str], Path]:
 
 def start_eval(workspace: Workspace, jobs: JobManager, form: EvalForm) -> JobRecord:
     argv, output_dir = eval_argv(workspace, form)
-    return jobs.start("eval", glmtune_command("eval", *argv), output_dir)
+    return jobs.start("eval", glmtune_command(workspace.root, "eval", *argv), output_dir)
 
 
 def read_metrics(output_dir: Path) -> list[list[Any]]:

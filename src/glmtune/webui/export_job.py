@@ -38,4 +38,5 @@ def start_export(workspace: Workspace, jobs: JobManager, form: ExportForm) -> Jo
     """
     argv = export_argv(workspace, form)
     export_dir = output_setting(workspace, form.export_dir, "export folder")
-    return jobs.start("export", glmtune_command("export", *argv), export_dir.parent / f".{export_dir.name}-export-log")
+    log_dir = export_dir.parent / f".{export_dir.name}-export-log"
+    return jobs.start("export", glmtune_command(workspace.root, "export", *argv), log_dir)

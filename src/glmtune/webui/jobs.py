@@ -23,9 +23,10 @@ LOG_FILE = "webui_job.log"
 RUNNING, FINISHED, STOPPED, FAILED, LOST = "running", "finished", "stopped", "failed", "lost"
 
 
-def glmtune_command(*arguments: str) -> list[str]:
-    """The argv of a `glmtune` sub-command run by this Python, so jobs use the same installation."""
-    return [sys.executable, "-m", "glmtune", *arguments]
+def glmtune_command(workspace_root: Path, *arguments: str) -> list[str]:
+    """The argv of a `glmtune` sub-command run by this Python, so jobs use the same installation, through
+    contained_job, which checks the job's datasets against the workspace again when the job starts."""
+    return [sys.executable, "-m", "glmtune.webui.contained_job", str(workspace_root), *arguments]
 
 
 @dataclass

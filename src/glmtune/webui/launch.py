@@ -5,17 +5,14 @@ answers at once.
 """
 
 import argparse
-import ipaddress
 import logging
 from collections.abc import Sequence
 
 from glmtune.errors import ConfigError
+from glmtune.hparams.bind import ALLOW_FLAG, check_exposure, reachable_from_others
 from glmtune.webui.workspace import Workspace
 
 logger = logging.getLogger(__name__)
-
-MAX_UPLOAD_BYTES = 0  # the page has no file fields: gradio's upload route answers 413 to any file with content
-
 
 def parse_auth(value: str | None) -> tuple[str, str] | None:
     if value is None:
@@ -33,22 +30,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--workspace", default=".", help="the only folder the UI reads and writes (default: here)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     parser.add_argument("--auth", metavar="USER:PASSWORD", help="ask for this username and password")
+    parser.add_argument(
+        ALLOW_FLAG, action="store_true", help="serve a non-loopback --host or --share without --auth (refused otherwise)"
+    )
     return parser.parse_args(list(argv))
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     auth = parse_auth(args.auth)
+    check_exposure("webui", args.host, auth is not None, args.allow_unauthenticated, "add --auth USER:PASSWORD", args.share)
     workspace = Workspace.at(args.workspace)
-    if (args.share or not is_loopback(args.host)) and auth is None:
-        logger.warning("the web UI starts jobs and reads files in %s: reachable from other machines, use --auth", workspace.root)
+    if reachable_from_others(args.host, args.share) and auth is None:
+        logger.warning("the web UI starts jobs and reads files in %s and anyone reaching it may use it", workspace.root)
     from glmtune.webui.app import build_app
 
     demo = build_app(workspace)
@@ -57,13 +51,14 @@ def main(argv: Sequence[str]) -> int:
 
 
 def launch_options(args: argparse.Namespace, auth: tuple[str, str] | None) -> dict[str, object]:
-    """Gradio's launch settings. No field of the page takes a file, yet gradio's upload route takes any
-    client's files into its temp folder and serves them back: MAX_UPLOAD_BYTES refuses every non-empty one."""
+    """Gradio's launch settings; its upload route is switched off (webui/uploads.py)."""
+    from glmtune.webui.uploads import app_settings
+
     return {
         "server_name": args.host,
         "server_port": args.port,
         "share": args.share,
         "auth": auth,
         "show_error": False,
-        "max_file_size": MAX_UPLOAD_BYTES,
+        "app_kwargs": app_settings(),
     }

@@ -118,7 +118,7 @@ def start_training(workspace: Workspace, jobs: JobManager, form: TrainForm) -> J
 
     settings = train_settings(workspace, form)
     config = write_train_config(get_train_args(settings_argv(settings)))
-    return jobs.start("train", glmtune_command("train", str(config)), Path(settings["output_dir"]))
+    return jobs.start("train", glmtune_command(workspace.root, "train", str(config)), Path(settings["output_dir"]))
 
 
 def preview_rows(workspace: Workspace, form: TrainForm) -> str:
