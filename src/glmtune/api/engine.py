@@ -15,6 +15,7 @@ import torch
 from glmtune.api.sampler import SamplingParams
 from glmtune.api.scheduler import GenerationJob, Scheduler, supports_batching
 from glmtune.chat.chat_model import ChatModel
+from glmtune.chat.context_window import context_length
 from glmtune.chat.streaming import PieceSink, TextPieceStreamer
 from glmtune.data.schema import Message
 from glmtune.data.templates import ToolSyntax, encode_prompt
@@ -59,8 +60,7 @@ class Engine:
 
     @property
     def context_length(self) -> int:
-        config = self.chat_model.model.config
-        return getattr(config, "max_position_embeddings", None) or getattr(config, "seq_length", 2048)
+        return context_length(self.chat_model.model.config)
 
     @property
     def default_max_tokens(self) -> int:

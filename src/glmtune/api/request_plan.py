@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from glmtune.api.engine import Engine
 from glmtune.api.errors import ApiError
 from glmtune.api.schemas import ChatCompletionRequest, ChatMessage
+from glmtune.chat.context_window import ContextLengthExceeded
+from glmtune.chat.context_window import token_budget as token_budget_for_context
 from glmtune.data.schema import Message
 from glmtune.data.templates import TOOL_TEMPLATES_HINT, ParsedReply, ToolSyntax
 from glmtune.hparams.api_args import ApiArguments
@@ -127,19 +129,16 @@ def conversation(messages: list[ChatMessage]) -> list[Message]:
 
 
 def token_budget(engine: Engine, settings: ApiArguments, body: ChatCompletionRequest, prompt: list[int]) -> int:
-    """max_tokens, or the server default that fits the context; 400 when over a limit."""
-    room = engine.context_length - len(prompt)
-    max_tokens = body.token_limit or min(engine.default_max_tokens, max(room, 1))
-    if max_tokens > settings.max_tokens_limit:
-        message = f"max_tokens={max_tokens}: this server allows at most {settings.max_tokens_limit}"
+    """max_tokens, or the server default that fits the context (chat.context_window's rule); 400 when over a limit."""
+    if body.token_limit and body.token_limit > settings.max_tokens_limit:
+        message = f"max_tokens={body.token_limit}: this server allows at most {settings.max_tokens_limit}"
         raise ApiError(400, message, param="max_tokens", code="max_tokens_too_large")
-    if max_tokens > room:
-        message = (
-            f"the prompt ({len(prompt)} tokens) plus max_tokens ({max_tokens}) exceeds "
-            f"the model's context of {engine.context_length} tokens"
+    try:
+        max_tokens = token_budget_for_context(
+            engine.context_length, len(prompt), body.token_limit, min(engine.default_max_tokens, settings.max_tokens_limit), "max_tokens"
         )
-        param = "max_tokens" if body.token_limit else "messages"
-        raise ApiError(400, message, param=param, code="context_length_exceeded")
+    except ContextLengthExceeded as error:
+        raise ApiError(400, str(error), param="max_tokens" if error.requested else "messages", code="context_length_exceeded") from error
     return max_tokens
 
 
