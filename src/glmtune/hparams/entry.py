@@ -11,6 +11,7 @@ from typing import Any
 
 from glmtune.hparams.api_args import ApiArguments, check_api
 from glmtune.hparams.data_args import DataArguments
+from glmtune.hparams.engines import check_deepspeed, check_fsdp
 from glmtune.hparams.eval_args import TASK_DEFAULTS, EvalArguments
 from glmtune.hparams.export_args import ExportArguments
 from glmtune.hparams.finetuning_args import FinetuningArguments
@@ -202,7 +203,8 @@ def get_score_args(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments, 
 def get_train_args(argv: Sequence[str]) -> TrainArgs:
     """Arguments for `glmtune train`; training arguments are HF's Seq2SeqTrainingArguments."""
     # An unknown stage or method is reported by the parser's choice check, with a suggestion.
-    peeked = peek_settings(argv, ("stage", "finetuning_type", "do_train", *EVALUATING))
+    peeked = peek_settings(argv, ("stage", "finetuning_type", "do_train", "deepspeed", *EVALUATING))
+    raise_if_problems(check_deepspeed(peeked["deepspeed"]))  # transformers' parsing would fail on it with a traceback
     stage = peeked["stage"] or "sft"
     stage_settings_classes = STAGES[stage].settings_classes() if stage in STAGES else ()
     defaults = {**training_defaults(peeked["finetuning_type"] or "lora"), **dict(STAGES[stage].defaults if stage in STAGES else ())}
@@ -221,6 +223,7 @@ def get_train_args(argv: Sequence[str]) -> TrainArgs:
         + check_finetuning(model_args, finetuning_args)
         + check_training(training_args, data_args)
         + check_micro_batches(training_args, finetuning_args)
+        + check_fsdp(training_args)
         + check_evaluation(training_args, data_args, STAGES[finetuning_args.stage])
         + check_generation(generating_args)
         + [problem for own in stage_settings if hasattr(own, "problems") for problem in own.problems(training_args)]

@@ -49,9 +49,16 @@ class MetricsLogger(TrainerCallback):
 
 
 class CompleteCheckpointMarker(TrainerCallback):
-    """Mark a checkpoint complete only after the Trainer has written all of its files."""
+    """Mark a checkpoint complete only after the Trainer has written all of its files.
+
+    Under torchrun every process writes its own RNG state into the checkpoint, and the Trainer does not
+    wait for them before this callback, so the first process marks it only once all have reached here.
+    """
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
         if state.is_world_process_zero:
             checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if checkpoint.is_dir():

@@ -31,13 +31,17 @@ def head_cross_entropy_sum(head: Any, hidden: torch.Tensor, targets: torch.Tenso
 def selective_causal_lm_loss(model: Any, inputs: dict[str, torch.Tensor], num_items_in_batch: Any = None) -> torch.Tensor:
     """Mean next-token cross-entropy over labelled positions, or their sum divided by `num_items_in_batch`.
 
-    The model runs with `logits_to_keep=1` (one position of logits, nearly free); the
+    `model` may be wrapped for data parallelism (DDP): the forward goes through the wrapper, which
+    synchronises gradients. The model runs with `logits_to_keep=1` (one position of logits, nearly free); the
     final normalised hidden states then go through the output head at labelled positions only,
     a chunk of positions at a time.
     """
+    from accelerate.utils import extract_model_from_parallel
+
     labels = inputs["labels"]
     model_inputs = {key: value for key, value in inputs.items() if key != "labels"}
-    if not has_plain_head(model):
+    unwrapped = extract_model_from_parallel(model)  # under DDP: the forward runs wrapped, config and head live inside
+    if not has_plain_head(unwrapped):
         outputs = model(**model_inputs, labels=labels, num_items_in_batch=num_items_in_batch, use_cache=False)
         return outputs.loss
     # No cache: training never reuses one, and a cache switches off packed-row (position_ids) masking.
@@ -47,7 +51,7 @@ def selective_causal_lm_loss(model: Any, inputs: dict[str, torch.Tensor], num_it
         hidden = hidden[:, -labels.shape[1] :]
     targets = labels[:, 1:]
     keep = targets != IGNORE_INDEX
-    total = head_cross_entropy_sum(model.get_output_embeddings(), hidden[:, :-1][keep], targets[keep])
+    total = head_cross_entropy_sum(unwrapped.get_output_embeddings(), hidden[:, :-1][keep], targets[keep])
     if num_items_in_batch is None:
         return total / keep.sum().clamp(min=1)
     return total / torch.as_tensor(num_items_in_batch, device=total.device)

@@ -1,5 +1,6 @@
 """`glmtune train`: parse and validate settings, then run the stage's recipe from the stage registry."""
 
+import logging
 from collections.abc import Sequence
 
 from glmtune.errors import ConfigError
@@ -27,7 +28,10 @@ def main(argv: Sequence[str]) -> int:
     if predicts_after_training(args.training):
         check_metrics_installed()  # before hours of training, not after
     resolve_resume(args.training.resume_from_checkpoint, args.training.output_dir)  # a bad path fails before loading
-    write_train_config(args)
+    if args.training.process_index == 0:
+        write_train_config(args)
+    else:  # under torchrun every process runs this; the first one speaks for all
+        logging.getLogger("glmtune").setLevel(logging.WARNING)
     set_seed(args.training.seed)
     stage = get_stage(args.finetuning.stage)
     stage.load_recipe()(stage, args)

@@ -29,7 +29,9 @@ def tokenizer_data_model(stage: Stage, args: TrainArgs) -> tuple[Any, TokenizedD
     """What every recipe starts from: the tokenizer, the stage's encoded data (bad data fails before any model
     loads), and the model with the stage's head, made trainable by the chosen method."""
     tokenizer = load_tokenizer(args.model)
-    data = build_tokenized_data(args.data, stage, get_template(args.data.template), tokenizer, args.training.seed)
+    # Under torchrun the first process encodes and caches the data; the others then read its cache.
+    with args.training.main_process_first(desc="encoding the data"):
+        data = build_tokenized_data(args.data, stage, get_template(args.data.template), tokenizer, args.training.seed)
     model = prepare_for_training(load_model(args.model, for_training=True, head=stage.head), args.model, args.finetuning)
     return tokenizer, data, model
 
@@ -109,6 +111,6 @@ def train_and_save(trainer: GlmtuneTrainer, plot: bool) -> dict[str, Any]:
     trainer.save_metrics("train", metrics)
     if plot and trainer.is_world_process_zero():
         plot_loss(args.output_dir)
-    line = summary_line(metrics, metrics["effective_tokens"])
-    print(line, flush=True)
+    if trainer.is_world_process_zero():  # the token counts are already summed over every process
+        print(summary_line(metrics, metrics["effective_tokens"]), flush=True)
     return metrics

@@ -50,7 +50,10 @@ class GlmtuneTrainer(Seq2SeqTrainer):
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
         """One optimizer step's forward and backward; with a token budget, one micro-batch at a time.
 
-        Gradients are synchronised across devices only after the last micro-batch.
+        Gradients are synchronised across devices once per optimizer step: after the last micro-batch
+        of the batch that ends the accumulation window. Within the window the Trainer already holds
+        synchronisation off, and a nested no_sync would turn it back on when it exits (accelerate's
+        FSDP2 no_sync does), so micro-batches add a no_sync of their own only in the window's last batch.
         """
         if not self.micro_batch_tokens:
             return super().training_step(model, inputs, num_items_in_batch)
@@ -59,10 +62,22 @@ class GlmtuneTrainer(Seq2SeqTrainer):
             num_items_in_batch = int((inputs["labels"][:, 1:] != IGNORE_INDEX).sum())
         losses = []
         for index, micro_batch in enumerate(micro_batches):
-            last = index == len(micro_batches) - 1
-            with nullcontext() if last else self.accelerator.no_sync(model):
+            own_no_sync = index < len(micro_batches) - 1 and not self.trainer_holds_sync_off()
+            with self.accelerator.no_sync(model) if own_no_sync else nullcontext():
                 losses.append(super().training_step(model, micro_batch, num_items_in_batch))
         return torch.stack(losses).sum()
+
+    def trainer_holds_sync_off(self) -> bool:
+        """True while the Trainer runs this batch under its own no_sync (transformers' _run_epoch rule:
+        every batch of an accumulation window but the last, unless it syncs each batch or runs DeepSpeed)."""
+        from accelerate.utils import DistributedType
+
+        gradient_state = self.accelerator.gradient_state
+        return not (
+            gradient_state.sync_gradients
+            or gradient_state.plugin_kwargs.get("sync_each_batch", False)
+            or self.accelerator.distributed_type == DistributedType.DEEPSPEED
+        )
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         """transformers' sampler, with length grouping made resumable (see EpochSeededLengthGroupedSampler)."""
@@ -77,6 +92,8 @@ class GlmtuneTrainer(Seq2SeqTrainer):
     ) -> Any:
         if return_outputs:  # evaluation wants logits too: the model's own forward gives them
             return super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if self.is_fsdp_enabled:  # sharded weights are whole only inside the model's forward: its own loss
+            return super().compute_loss(model, inputs, num_items_in_batch=num_items_in_batch)
         loss = selective_causal_lm_loss(model, inputs, num_items_in_batch)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             # num_items_in_batch counts every device's labels and gradients are averaged over
