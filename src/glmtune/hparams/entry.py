@@ -32,6 +32,7 @@ from glmtune.hparams.validation import (
     check_generation,
     check_micro_batches,
     check_model,
+    check_replay,
     check_training,
     raise_if_problems,
 )
@@ -222,6 +223,7 @@ def get_train_args(argv: Sequence[str]) -> TrainArgs:
         + check_training(training_args, data_args)
         + check_micro_batches(training_args, finetuning_args)
         + check_evaluation(training_args, data_args, STAGES[finetuning_args.stage])
+        + check_replay(data_args, STAGES[finetuning_args.stage])
         + check_generation(generating_args)
         + [problem for own in stage_settings if hasattr(own, "problems") for problem in own.problems(training_args)]
     )
