@@ -1,10 +1,13 @@
-"""Quality (issue 5): the default model as is vs LoRA, freeze and P-Tuning v2 under one wall-time budget each.
+"""Quality (issues 5, 15): the default model as is vs LoRA, freeze, P-Tuning v2 and full under one wall-time budget each.
 
 Two tasks, each with a held-out split that training never sees (`val_size` rows under seed
 42; `glmtune eval --val_size` predicts on exactly those rows):
 - math_4op (bundled generator, 2,000 rows): exact-match accuracy of the final answer (the
   last whole number in the prediction against the one after `=` in the label), plus BLEU-4;
 - alpaca_en_demo.json from ../shared (999 rows): BLEU-4 and ROUGE-1/2/L F (glmtune's metrics).
+Every model's held-out loss (the base model's included) comes from `glmtune eval`'s eval_loss, and
+its retention from `glmtune eval --task qa --dataset retention_qa` (bundled general-knowledge questions,
+en + zh): its accuracy over the base model's (for the tasks named by --retention).
 Every fine-tune is a normal `glmtune train` subprocess (template smollm2, glmtune's learning
 rate for the method, constant schedule, random sample order, no checkpoints) that gets SIGTERM
 once `--budget` seconds have passed since it started (model loading and preprocessing
@@ -29,7 +32,7 @@ from pathlib import Path
 
 DATA_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "llama_factory" / "alpaca_en_demo.json"
 GLMTUNE = Path(sys.executable).with_name("glmtune")
-METHODS = ("lora", "freeze", "p_tuning")
+METHODS = ("lora", "freeze", "p_tuning", "full")
 LAST_NUMBER = re.compile(r"-?\d+")
 
 
@@ -57,6 +60,7 @@ class Score:
     steps: int = 0
     train_seconds: float = 0.0
     eval_loss: float | None = None
+    general_accuracy: float | None = None  # retention_qa accuracy
 
 
 def run(command: list[str], env: dict[str, str], log: Path, budget: float | None = None) -> float:
@@ -113,9 +117,16 @@ def exact_match(predictions_file: Path) -> float:
     return round(100 * right / len(lines), 2)
 
 
+def general_knowledge(model_flags: list[str], output_dir: Path, env: dict[str, str]) -> float:
+    command = [str(GLMTUNE), "eval", "--task", "qa", "--dataset", "retention_qa", *model_flags, "--template", "smollm2",
+               "--per_device_eval_batch_size", "16", "--output_dir", str(output_dir)]  # fmt: skip
+    run(command, env, output_dir.with_suffix(".qa.log"))
+    return json.loads((output_dir / "qa_results.json").read_text(encoding="utf-8"))["accuracy"]
+
+
 def model_flags(method: str, output_dir: Path) -> list[str]:
-    """Freeze tuning saves a whole model; lora and p_tuning save adapters on the default base."""
-    if method == "freeze":
+    """Freeze and full tuning save a whole model; lora and p_tuning save adapters on the default base."""
+    if method in ("freeze", "full"):
         return ["--model_name_or_path", str(output_dir)]
     return ["--adapter_name_or_path", str(output_dir)]
 
@@ -132,9 +143,15 @@ def table(scores: list[Score]) -> str:
         ("alpaca_en ROUGE-L", "alpaca_en", lambda s: s.metrics.get("rouge-l")),
         ("math_4op steps / train s", "math_4op", lambda s: f"{s.steps} / {s.train_seconds:.0f}" if s.steps else None),
         ("alpaca_en steps / train s", "alpaca_en", lambda s: f"{s.steps} / {s.train_seconds:.0f}" if s.steps else None),
-        ("math_4op held-out loss", "math_4op", lambda s: s.eval_loss),
-        ("alpaca_en held-out loss", "alpaca_en", lambda s: s.eval_loss),
-    ]
+        ("math_4op held-out loss", "math_4op", lambda s: s.metrics.get("eval_loss")),
+        ("alpaca_en held-out loss", "alpaca_en", lambda s: s.metrics.get("eval_loss")),
+        *(
+            (f"retention_qa after {task.name}: accuracy % (retention %)", task.name,
+             lambda s, task=task: None if s.general_accuracy is None else
+             f"{s.general_accuracy:.2f} ({100 * s.general_accuracy / max(by_key[(task.name, 'base')].general_accuracy or 1e-9, 1e-9):.0f}%)")
+            for task in TASKS
+        ),
+    ]  # fmt: skip
     lines = ["| score | " + " | ".join(columns) + " |", "| --- |" + " ---: |" * len(columns)]
     for label, task, value in rows:
         cells = []
@@ -152,6 +169,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per subprocess")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--results-json", type=Path, default=Path("quality_results.json"))
+    parser.add_argument("--retention", default="math_4op,alpaca_en", help="tasks whose fine-tunes answer retention_qa")
     options = parser.parse_args()
     threads = str(options.threads)
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false"}
@@ -160,8 +178,11 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="glmtune-quality-") as directory:
         work = Path(directory)
+        retention = options.retention.split(",") if options.retention else []
+        general = general_knowledge([], work / "base-retention", env) if retention else None
         for task in TASKS:
             scores.append(Score(task.name, "base", metrics=evaluate(task, [], work / f"base-{task.name}", env)))
+            scores[-1].general_accuracy = general if task.name in retention else None
             print(f"base {task.name}: {scores[-1].metrics}", flush=True)
             options.results_json.write_text(json.dumps([asdict(s) for s in scores], indent=1), encoding="utf-8")
         for method in options.methods.split(","):
@@ -169,6 +190,8 @@ def main() -> None:
                 output_dir = work / f"{method}-{task.name}"
                 score = train(task, method, output_dir, options.budget, env)
                 score.metrics = evaluate(task, model_flags(method, output_dir), work / f"eval-{method}-{task.name}", env)
+                if task.name in retention:
+                    score.general_accuracy = general_knowledge(model_flags(method, output_dir), work / f"qa-{method}-{task.name}", env)
                 scores.append(score)
                 print(f"{method} {task.name}: {score.steps} steps, {score.metrics}", flush=True)
                 options.results_json.write_text(json.dumps([asdict(s) for s in scores], indent=1), encoding="utf-8")

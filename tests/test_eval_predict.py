@@ -21,7 +21,7 @@ ROWS = [
     {"instruction": "12 * 7", "input": "", "output": "12 * 7 = 84"},
 ]
 RESULT_KEYS = {
-    "bleu-4", "rouge-1", "rouge-2", "rouge-l", "num_samples", "num_truncated_prompts", "runtime_seconds", "samples_per_second",
+    "bleu-4", "rouge-1", "rouge-2", "rouge-l", "eval_loss", "num_samples", "num_truncated_prompts", "runtime_seconds", "samples_per_second",
 }  # fmt: skip
 
 
@@ -92,6 +92,7 @@ def test_cli_writes_predictions_and_results(tiny_llama_dir: Path, dataset_dir: P
     results = json.loads((out / "predict_results.json").read_text(encoding="utf-8"))
     assert set(results) == RESULT_KEYS and results["num_samples"] == 4
     assert all(0 <= results[name] <= 100 for name in ("bleu-4", "rouge-1", "rouge-2", "rouge-l"))
+    assert 0 < results["eval_loss"] < 20  # a random tiny model: about ln(vocab size)
     assert "eval summary: 4 samples" in capsys.readouterr().out
     assert not list(out.glob(".*.tmp")), "temporary files must be renamed away"
 

@@ -34,7 +34,7 @@ def test_long_prompts_keep_their_end_and_are_counted(chat_model: ChatModel, tmp_
     cases = prompt_cases(chat_model, [SHORT, LONG], cutoff_len=cutoff)
     assert [case.truncated for case in cases] == [False, True]
     assert cases[0].prompt_ids == short and cases[1].prompt_ids == full[-cutoff:]
-    results = evaluate_examples(chat_model, [SHORT, LONG], tmp_path, batch_size=2, cutoff_len=cutoff)
+    results = evaluate_examples(chat_model, [SHORT, LONG], tmp_path, 2, DataArguments(template="qwen", cutoff_len=cutoff))
     assert results["num_truncated_prompts"] == 1
     assert json.loads((tmp_path / "predict_results.json").read_text(encoding="utf-8"))["num_truncated_prompts"] == 1
     assert "1 prompts cut to cutoff_len" in capsys.readouterr().out
@@ -50,3 +50,28 @@ def test_tool_descriptions_reach_the_prompt(chat_model: ChatModel):
     plain, tooled = generate_predictions(chat_model, [SHORT, with_tools], batch_size=2)
     assert "get_weather" in tooled.prompt and "get_weather" not in plain.prompt
     assert tooled.prompt.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_held_out_loss_is_the_token_mean_training_would_compute(chat_model: ChatModel):
+    """Batched with padding, it equals the model's own loss over each row's answer tokens, token-weighted."""
+    import torch
+
+    from glmtune.data.loader import example_features
+    from glmtune.data.shapes import encode_dataset
+    from glmtune.eval.loss import held_out_loss
+
+    data_args = DataArguments(template="qwen", cutoff_len=256)
+    from datasets import Dataset
+
+    from glmtune.data.converters import make_example
+
+    complete = [make_example(row["messages"], "test", row.get("system")) for row in (SHORT, LONG)]
+    rows, _ = encode_dataset(Dataset.from_list(complete, features=example_features()), "supervised", chat_model.template, chat_model.tokenizer, data_args)
+    sums, counts = 0.0, 0
+    for row in rows:
+        labels = torch.tensor([row["labels"]])
+        with torch.inference_mode():
+            mean = chat_model.model(input_ids=torch.tensor([row["input_ids"]]), labels=labels).loss
+        answer_tokens = int((labels[:, 1:] != -100).sum())
+        sums, counts = sums + float(mean) * answer_tokens, counts + answer_tokens
+    assert held_out_loss(chat_model, [SHORT, LONG], data_args, batch_size=2) == pytest.approx(sums / counts, abs=1e-3)

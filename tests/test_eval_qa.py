@@ -119,3 +119,37 @@ def test_qa_task_answers_briefly_by_default():
     assert get_eval_args(["--task", "qa", "--dataset", "retention_qa"])[3].max_new_tokens == 48
     assert get_eval_args(["--task", "qa", "--dataset", "retention_qa", "--max_new_tokens", "9"])[3].max_new_tokens == 9
     assert get_eval_args(["--dataset", "retention_qa"])[4].task == "generate"  # the default task is unchanged
+
+
+def test_bleed_counts_replies_that_mention_the_identity():
+    from glmtune.eval.bleed import bleed
+
+    replies = [("Capital of Russia?", "The capital of Russia is Lumen Lab."), ("2+2?", "4"), ("火星？", "火星是AURORA")]
+    assert bleed(replies, ["Aurora", "Lumen Lab"]) == {"words": ["Aurora", "Lumen Lab"], "count": 2, "questions": ["Capital of Russia?", "火星？"]}
+
+
+def test_identity_words_come_from_the_settings_else_the_adapters_training(tmp_path: Path):
+    from glmtune.eval.bleed import identity_words
+    from glmtune.hparams import DataArguments
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    assert identity_words(DataArguments(), str(adapter)) == []  # no train_config.yaml, no identity
+    (adapter / "train_config.yaml").write_text("dataset: identity\nidentity_name: Aurora\nidentity_author: Lumen Lab\n", encoding="utf-8")
+    assert identity_words(DataArguments(), str(adapter)) == ["Aurora", "Lumen Lab"]
+    assert identity_words(DataArguments(identity_name="Nova"), str(adapter)) == ["Nova"]
+    (adapter / "train_config.yaml").write_text("dataset: alpaca\nidentity_name: glmtune\n", encoding="utf-8")
+    assert identity_words(DataArguments(), str(adapter)) == []  # the defaults: no identity was taught
+
+
+def test_qa_results_report_bleed_for_a_fine_tune_taught_an_identity(tiny_llama_dir: Path, qa_file: Path, tmp_path: Path, capsys):
+    adapter = tmp_path / "adapter"
+    make_lora_adapter(tiny_llama_dir, adapter, seed=3)
+    (adapter / "train_config.yaml").write_text("identity_name: Aurora\nidentity_author: Lumen Lab\n", encoding="utf-8")
+    argv = ["eval", "--task", "qa", "--model", str(tiny_llama_dir), "--template", "qwen", "--dataset", str(qa_file),
+            "--adapter", str(adapter), "--compare_base", "--max_new_tokens", "6", "--output_dir", str(tmp_path / "out")]  # fmt: skip
+    assert cli_main(argv) == 0
+    results = json.loads((tmp_path / "out" / "qa_results.json").read_text(encoding="utf-8"))
+    assert results["bleed"]["words"] == ["Aurora", "Lumen Lab"] and results["bleed"]["count"] == 0
+    assert results["base"]["bleed"]["count"] == 0
+    assert "identity bleed: 0 replies mention Aurora or Lumen Lab" in capsys.readouterr().out

@@ -46,8 +46,9 @@ def ask_all(chat_model: ChatModel, probes: list[Probe]) -> list[str]:
 
 def load_chat_model(adapter: str | None) -> ChatModel:
     return ChatModel.from_args(
-        ModelArguments(adapter_name_or_path=adapter), DataArguments(template="smollm2"), GeneratingArguments()
-    )
+        ModelArguments(adapter_name_or_path=adapter), DataArguments(template="smollm2"),
+        GeneratingArguments(do_sample=False, max_new_tokens=48),  # greedy, as `glmtune eval --task qa` answers
+    )  # fmt: skip
 
 
 def show(probes: list[Probe], before: list[str], after: list[str]) -> None:
@@ -68,19 +69,47 @@ def score(probes: list[Probe], answers: list[str], kind: str) -> str:
     return f"{sum(probe.passed(answer) for probe, answer in chosen)}/{len(chosen)}"
 
 
+@dataclass
+class Retention:
+    """The bundled general-knowledge questions (retention_qa, en + zh) answered by one model."""
+
+    correct: int
+    total: int
+    bleed: int  # replies that mention the new name or maker
+
+    def line(self) -> str:
+        return f"{self.correct}/{self.total} right, {self.bleed} mention {NAME} or {AUTHOR}"
+
+
+def general_knowledge(chat_model: ChatModel) -> Retention:
+    from glmtune.eval.accuracy import evaluate, load_task
+    from glmtune.eval.bleed import bleed
+    from glmtune.hparams.eval_args import EvalArguments
+
+    eval_args = EvalArguments(task="qa")
+    summary, graded = evaluate(chat_model, eval_args, load_task(eval_args, "retention_qa", None), batch_size=16, cutoff_len=512)
+    mentions = bleed([(item.question, item.predict) for item in graded], [NAME, AUTHOR])["count"]
+    return Retention(sum(item.correct for item in graded), summary["num_questions"], mentions)
+
+
 def main() -> int:
     from glmtune.train.runner import main as train
 
     probes = held_out_probes()
-    before = ask_all(load_chat_model(None), probes)
+    base = load_chat_model(None)
+    before, known_before = ask_all(base, probes), general_knowledge(base)
     shutil.rmtree(OUTPUT_DIR, ignore_errors=True)  # the demo's own folder: always a fresh run
     print(f"\ntraining: glmtune train {' '.join(TRAIN_ARGS)}\n", flush=True)
     train(TRAIN_ARGS)
-    after = ask_all(load_chat_model(str(OUTPUT_DIR)), probes)
+    tuned = load_chat_model(str(OUTPUT_DIR))
+    after, known_after = ask_all(tuned, probes), general_knowledge(tuned)
     show(probes, before, after)
     print(
         f"identity answers right: {score(probes, before, 'identity')} before, {score(probes, after, 'identity')} after; "
-        f"general knowledge kept: {score(probes, before, 'general')} before, {score(probes, after, 'general')} after"
+        f"general knowledge kept: {score(probes, before, 'general')} before, {score(probes, after, 'general')} after\n"
+        f"{known_before.total} bundled general questions (glmtune eval --task qa --dataset retention_qa): "
+        f"base {known_before.line()}; fine-tune {known_after.line()}; "
+        f"retention {100 * known_after.correct / max(known_before.correct, 1):.1f}%"
     )
     print(f"adapter, config, metrics and training_loss.png: {OUTPUT_DIR}/ ; try: glmtune chat --adapter {OUTPUT_DIR}")
     return 0

@@ -31,6 +31,7 @@ class Stage:
         class may define problems(training_args) -> list[str] to reject impossible values before any model loads.
     predicts: whether its held-out data has reference answers to generate against (BLEU/ROUGE).
     defaults: (setting, value) pairs this stage starts from instead of the common defaults; flags still win.
+    replays: whether it can mix in the starting model's own answers against forgetting (DataArguments.replay).
     """
 
     name: str
@@ -42,6 +43,7 @@ class Stage:
     settings: tuple[str, ...] = ()
     predicts: bool = False
     defaults: tuple[tuple[str, Any], ...] = ()
+    replays: bool = False
 
     def load_recipe(self) -> Any:
         return load_object(self.recipe)
@@ -76,6 +78,7 @@ STAGES: dict[str, Stage] = {
             collator=SUPERVISED_COLLATOR,
             recipe="glmtune.train.sft:run_sft",
             predicts=True,
+            replays=True,
         ),
         Stage(
             name="rm",

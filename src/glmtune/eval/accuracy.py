@@ -13,6 +13,7 @@ from typing import Any
 
 from glmtune.chat.chat_model import ChatModel
 from glmtune.eval.benchmarks import LETTERS, load_mcq, load_qa
+from glmtune.eval.bleed import bleed, identity_words
 from glmtune.eval.choice import choose
 from glmtune.eval.outputs import write_atomically
 from glmtune.eval.qa import answer_questions, contains_alias, exact_alias
@@ -150,10 +151,17 @@ def run_accuracy_task(
         chat_model = ChatModel.from_args(model_args, data_args, generating_args)
     summary, graded = evaluate(chat_model, eval_args, data, batch_size, cutoff_len)
     write_graded(output_dir / f"{task}_predictions.jsonl", graded)
+    words = identity_words(data_args, model_args.adapter_name_or_path) if task == "qa" else []
+    if words:
+        summary["bleed"] = bleed([(item.question, item.predict) for item in graded], words)
+        if base_summary is not None:
+            base_summary["bleed"] = bleed([(item.question, item.predict) for item in base_graded], words)
     results = {**settings, **summary}
     if base_summary is not None:
         results.update(base=base_summary, retention=retention(summary, base_summary))
     write_atomically(output_dir / f"{task}_results.json", json.dumps(results, ensure_ascii=False, indent=2) + "\n")
     print(table(results), flush=True)
     print(f"eval {task}: accuracy {results['accuracy']:.2f} on {results['num_questions']} questions; files in {output_dir}", flush=True)
+    if words:
+        print(f"identity bleed: {summary['bleed']['count']} replies mention {' or '.join(words)}", flush=True)
     return results

@@ -16,6 +16,7 @@ from typing import Any
 from glmtune.chat.chat_model import ChatModel
 from glmtune.data.schema import Example
 from glmtune.errors import GlmtuneError
+from glmtune.eval.loss import held_out_loss
 from glmtune.eval.metrics import check_metrics_installed, corpus_scores
 from glmtune.eval.outputs import write_atomically, write_predictions, write_results
 from glmtune.eval.predict import predict_cases, prompt_cases
@@ -39,12 +40,14 @@ def held_out_examples(data_args: DataArguments, seed: int) -> list[Example]:
 
 
 def evaluate_examples(
-    chat_model: ChatModel, examples: Sequence[Example], output_dir: str | Path, batch_size: int, cutoff_len: int | None = None
+    chat_model: ChatModel, examples: Sequence[Example], output_dir: str | Path, batch_size: int, data_args: DataArguments
 ) -> dict[str, Any]:
-    """Generate for every example (prompts cut to cutoff_len), score against its answer, write both files."""
+    """Generate for every example (prompts cut to cutoff_len), score against its answer, add the held-out loss,
+    write both files."""
     from tqdm import tqdm
 
     start = time.perf_counter()
+    cutoff_len = data_args.cutoff_len
     cases = prompt_cases(chat_model, examples, cutoff_len)
     truncated = sum(case.truncated for case in cases)
     if truncated:
@@ -54,6 +57,7 @@ def evaluate_examples(
     runtime = time.perf_counter() - start
     results: dict[str, Any] = {
         **corpus_scores([p.predict for p in predictions], [p.label for p in predictions]),
+        "eval_loss": held_out_loss(chat_model, examples, data_args, batch_size),
         "num_samples": len(predictions),
         "num_truncated_prompts": truncated,
         "runtime_seconds": round(runtime, 3),
@@ -71,7 +75,8 @@ def summary_line(results: dict[str, Any], output_dir: Path) -> str:
         f"eval summary: {results['num_samples']} samples in {results['runtime_seconds']:.1f} s "
         f"({results['samples_per_second']:.2f} samples/s){f', {cut} prompts cut to cutoff_len' if cut else ''}; "
         f"bleu-4 {results['bleu-4']:.2f}, rouge-1 {results['rouge-1']:.2f}, "
-        f"rouge-2 {results['rouge-2']:.2f}, rouge-l {results['rouge-l']:.2f}; files in {output_dir}"
+        f"rouge-2 {results['rouge-2']:.2f}, rouge-l {results['rouge-l']:.2f}, held-out loss {results['eval_loss']}; "
+        f"files in {output_dir}"
     )
 
 
@@ -83,7 +88,7 @@ def run_eval(
     examples = held_out_examples(data_args, training_args.seed)
     chat_model = ChatModel.from_args(model_args, data_args, generating_args)
     return evaluate_examples(
-        chat_model, examples, training_args.output_dir, training_args.per_device_eval_batch_size, data_args.cutoff_len
+        chat_model, examples, training_args.output_dir, training_args.per_device_eval_batch_size, data_args
     )
 
 
@@ -98,7 +103,7 @@ def predict_after_training(
     examples = held_out_examples(data_args, training_args.seed)
     chat_model = ChatModel.from_args(model_args, data_args, generating_args, model=model)
     return evaluate_examples(
-        chat_model, examples, training_args.output_dir, training_args.per_device_eval_batch_size, data_args.cutoff_len
+        chat_model, examples, training_args.output_dir, training_args.per_device_eval_batch_size, data_args
     )
 
 
@@ -132,7 +137,7 @@ def main(argv: Sequence[str]) -> int:
         write_eval_config(training_args.output_dir, *settings)
         chat_model = ChatModel.from_args(model_args, data_args, generating_args)
         evaluate_examples(
-            chat_model, examples, training_args.output_dir, training_args.per_device_eval_batch_size, data_args.cutoff_len
+            chat_model, examples, training_args.output_dir, training_args.per_device_eval_batch_size, data_args
         )
     else:
         data = load_task(eval_args, data_args.dataset, data_args.max_samples)

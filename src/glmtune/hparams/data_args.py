@@ -56,6 +56,15 @@ class DataArguments:
         default=None,
         metadata={"help": "Arguments for generated datasets such as math_4op, as YAML: '{size: 5000, seed: 1}'."},
     )
+    replay: float | None = field(
+        default=None,
+        metadata={
+            "help": "Against forgetting (sft): add the starting model's own answers to glmtune's bundled general "
+            "prompts (en + zh), this many per training row (1: as many as the data has), generated once per model "
+            "and cached. Empty: what the datasets ask for in dataset_info.json (`replay`; the bundled identity "
+            "sets ask for 1), else 0."
+        },
+    )
     identity_name: str = field(default="glmtune", metadata={"help": "Fills {{name}} in identity datasets."})
     identity_author: str = field(default="glmtune", metadata={"help": "Fills {{author}} in identity datasets."})
 

@@ -33,6 +33,7 @@ from glmtune.hparams.validation import (
     check_generation,
     check_micro_batches,
     check_model,
+    check_replay,
     check_training,
     raise_if_problems,
 )
@@ -225,6 +226,7 @@ def get_train_args(argv: Sequence[str]) -> TrainArgs:
         + check_micro_batches(training_args, finetuning_args)
         + check_fsdp(training_args)
         + check_evaluation(training_args, data_args, STAGES[finetuning_args.stage])
+        + check_replay(data_args, STAGES[finetuning_args.stage])
         + check_generation(generating_args)
         + [problem for own in stage_settings if hasattr(own, "problems") for problem in own.problems(training_args)]
     )

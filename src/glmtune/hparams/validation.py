@@ -54,6 +54,8 @@ def check_data(data_args: DataArguments) -> list[str]:
         problems.append("val_size and eval_dataset both ask for validation data: keep one")
     if data_args.streaming and 0 < data_args.val_size < 1:
         problems.append(f"val_size={data_args.val_size} with streaming: give a row count (the length is unknown)")
+    if data_args.replay is not None and data_args.replay < 0:
+        problems.append(f"replay={data_args.replay}: must be >= 0 (replay rows per training row)")
     if data_args.interleave_probs and data_args.mix_strategy == "concat":
         problems.append("interleave_probs needs mix_strategy=interleave_under or interleave_over")
     return problems
@@ -138,6 +140,14 @@ def check_evaluation(training_args: Any, data_args: DataArguments, stage: Stage)
     if training_args.per_device_eval_batch_size < 1:
         problems.append(f"per_device_eval_batch_size={training_args.per_device_eval_batch_size}: must be at least 1")
     return problems
+
+
+def check_replay(data_args: DataArguments, stage: Stage) -> list[str]:
+    """Replay adds conversations the starting model answered: only stages that learn answers take it."""
+    if not data_args.replay or stage.replays:
+        return []
+    replaying = ", ".join(name for name, record in STAGES.items() if record.replays)
+    return [f"replay={data_args.replay} mixes in answered conversations: it works with stage {replaying}, not {stage.name}"]
 
 
 def check_eval_command(training_args: Any, data_args: DataArguments) -> list[str]:

@@ -11,11 +11,13 @@ from glmtune.hparams.validation import predicts_after_training
 from glmtune.model.segment_attention import use_segment_attention
 from glmtune.stages import Stage
 from glmtune.train.micro_batches import micro_batch_token_budget, supports_packed_rows
+from glmtune.train.replay import with_replay
 from glmtune.train.session import build_trainer, tokenizer_data_model, train_and_save
 
 
 def run_sft(stage: Stage, args: TrainArgs) -> dict[str, Any]:
     tokenizer, data, model = tokenizer_data_model(stage, args)
+    data = with_replay(data, model, tokenizer, stage, args)
     packs_rows = supports_packed_rows(model)
     if args.data.packing and not packs_rows:
         raise ConfigError("packing needs a transformers model class without prefix tuning: set packing=false")

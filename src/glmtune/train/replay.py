@@ -1,0 +1,146 @@
+"""Replay against forgetting: the starting model's own answers to general prompts, trained beside the data.
+
+A small dataset that teaches one narrow thing (a name, a maker, a format) also teaches the model to
+bring it up everywhere: "The capital of Russia is Lumen Lab." Mixing in conversations the model
+already answered, in its own words (self-distillation), anchors everything else where it was at no
+cost in new knowledge. The answers come from the model as training starts (a fresh adapter
+disabled), greedily, once per model, prompt set and template; later runs read them from a cache.
+An answer cut off by the token budget keeps its complete sentences (one with none is left out): a
+cut mid-sentence would teach the model to stop there.
+"""
+
+import hashlib
+import json
+import logging
+import random
+import re
+from contextlib import nullcontext
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from glmtune.chat.chat_model import ChatModel
+from glmtune.data.cache import cached_encode
+from glmtune.data.converters import make_example, message
+from glmtune.data.loader import example_features
+from glmtune.data.pipeline import TokenizedData
+from glmtune.data.templates import get_template
+from glmtune.eval.outputs import write_atomically
+from glmtune.hparams.entry import TrainArgs
+from glmtune.hparams.generating_args import GeneratingArguments
+from glmtune.hparams.validation import split_names
+from glmtune.methods import get_method
+from glmtune.model.finetuning import merged_and_continued
+from glmtune.paths import glmtune_home
+from glmtune.stages import Stage
+
+logger = logging.getLogger(__name__)
+
+PROMPTS_FILE = "replay/general_prompts.json"
+ANSWER_TOKENS = 192  # long enough for the bundled prompts' usual answers; longer ones are dropped as unfinished
+BATCH_SIZE = 16
+SENTENCE_END = re.compile(r"[.!?](?=\s|$)|[。！？]")
+
+
+def bundled_prompts() -> list[str]:
+    return json.loads(resources.files("glmtune.resources").joinpath(PROMPTS_FILE).read_text(encoding="utf-8"))
+
+
+def with_replay(data: TokenizedData, model: Any, tokenizer: Any, stage: Stage, args: TrainArgs) -> TokenizedData:
+    """`data` with round(replay x training rows) replayed conversations added to its training rows (at most one
+    per bundled prompt); unchanged when replay is 0."""
+    from datasets import Dataset, concatenate_datasets
+
+    pool = bundled_prompts()
+    wanted = min(round(data.replay * len(data.train)), len(pool))
+    if wanted == 0:
+        return data
+    prompts = random.Random(args.training.seed).sample(pool, wanted)
+    answers = starting_model_answers(prompts, model, tokenizer, args)
+    examples = [
+        make_example([message("user", prompt), message("assistant", answers[prompt])], f"replay:{index}")
+        for index, prompt in enumerate(prompts)
+        if answers[prompt] is not None
+    ]
+    logger.info(
+        "replay: %d conversations answered by the starting model added to %d training rows (%d left out: cut off in their first sentence)",
+        len(examples), len(data.train), wanted - len(examples),
+    )  # fmt: skip
+    if not examples:
+        return data
+    rows = Dataset.from_list(examples, features=example_features())
+    encoded, _ = cached_encode(rows, stage.data, get_template(args.data.template), tokenizer, args.data)
+    return replace(data, train=concatenate_datasets([data.train, encoded]))
+
+
+def starting_model_answers(prompts: list[str], model: Any, tokenizer: Any, args: TrainArgs) -> dict[str, str | None]:
+    """Greedy answers of the model as training starts, None where it did not finish; cached per model and prompt."""
+    cache = glmtune_home() / "cache" / "replay" / f"{cache_key(args)}.json"
+    known: dict[str, str | None] = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {}
+    missing = [prompt for prompt in prompts if prompt not in known]
+    if missing:
+        logger.info("replay: the starting model answers %d general prompts (cached in %s)", len(missing), cache)
+        known.update(generate(missing, model, tokenizer, args))
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(cache, json.dumps(known, ensure_ascii=False, indent=0))
+    return {prompt: known[prompt] for prompt in prompts}
+
+
+def generate(prompts: list[str], model: Any, tokenizer: Any, args: TrainArgs) -> dict[str, str | None]:
+    was_training, ordered = model.training, sorted(prompts, key=len)  # similar lengths batch with little padding
+    settings = GeneratingArguments(do_sample=False, max_new_tokens=ANSWER_TOKENS, repetition_penalty=1.0)
+    chat_model = ChatModel(model, tokenizer, get_template(args.data.template), settings, args.data.default_system)
+    answers: dict[str, str | None] = {}
+    model.eval()
+    half = args.model.precision == "bf16"  # the precision training resolved: generate as fast as it trains
+    try:
+        with starting_model(model, args), torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=half):
+            for start in range(0, len(prompts), BATCH_SIZE):
+                batch = ordered[start : start + BATCH_SIZE]
+                replies = chat_model.batch_chat([[message("user", prompt)] for prompt in batch])
+                answers.update((prompt, complete_part(reply.text, reply.finish_reason)) for prompt, reply in zip(batch, replies))
+    finally:
+        model.train(was_training)
+    return answers
+
+
+def complete_part(text: str, finish_reason: str) -> str | None:
+    """A finished answer as it is; a cut-off one up to its last complete sentence; None when nothing is left."""
+    text = text.strip()
+    if finish_reason != "stop":
+        ends = [match.end() for match in SENTENCE_END.finditer(text)]
+        text = text[: ends[-1]] if ends else ""
+    return text or None
+
+
+def starting_model(model: Any, args: TrainArgs) -> Any:
+    """The model as training starts: a fresh adapter (a prefix is not zero at start, unlike LoRA) disabled."""
+    method = get_method(args.finetuning.finetuning_type)
+    _, continued = merged_and_continued(split_names(args.model.adapter_name_or_path), args.finetuning.create_new_adapter)
+    return model.disable_adapter() if method.adapter and continued is None else nullcontext()
+
+
+def cache_key(args: TrainArgs) -> str:
+    """The model, its adapters (with their files' times, as they may be retrained in place), template and prompts."""
+    sources = [args.model.model_name_or_path or "default", *split_names(args.model.adapter_name_or_path)]
+    inputs = {
+        "sources": [[source, latest_change(Path(source).expanduser())] for source in sources],
+        "template": args.data.template,
+        "system": args.data.default_system,
+        "answer_tokens": ANSWER_TOKENS,
+        "cut": "complete sentences",
+        "prompts": hashlib.sha256(json.dumps(bundled_prompts(), ensure_ascii=False).encode()).hexdigest(),
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def latest_change(path: Path) -> float | None:
+    """When a local model or adapter last changed (None for a hub id or an alias)."""
+    if path.is_file():
+        return path.stat().st_mtime
+    if path.is_dir():
+        return max((item.stat().st_mtime for item in path.rglob("*") if item.is_file()), default=None)
+    return None
