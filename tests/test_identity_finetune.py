@@ -7,6 +7,7 @@ from glmtune.demo import (
     OUTPUT_DIR,
     TRAIN_ARGS,
     ask_all,
+    general_knowledge,
     held_out_probes,
     load_chat_model,
 )
@@ -27,5 +28,9 @@ def test_default_lora_sft_teaches_a_new_identity_and_keeps_general_knowledge(tmp
     identity = [(p, b, a) for p, b, a in zip(probes, before, after) if p.kind == "identity"]
     general = [(p, a) for p, a in zip(probes, after) if p.kind == "general"]
     assert not any(NAME in b for _, b, _ in identity), "the base model should not know the new name"
-    assert sum(p.passed(a) for p, _, a in identity) >= len(identity) - 1, after
+    assert sum(p.passed(a) for p, _, a in identity) >= 0.8 * len(identity), after
     assert all(p.passed(a) for p, a in general), after
+    # Replay (asked for by the bundled identity set) keeps general answers: without it this fine-tune got 61 of
+    # the 223 bundled questions right (base: 76) and 129 replies named Aurora or Lumen Lab (benchmarks/RESULTS.md).
+    known = general_knowledge(load_chat_model(str(OUTPUT_DIR)))
+    assert known.total == 223 and known.correct >= 68 and known.bleed <= 60, known
