@@ -10,6 +10,7 @@ from glmtune.logs import configure_logging
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("glmtune.train.runner", "fine-tune: CONFIG.yaml or --stage sft --finetuning_type lora --dataset D --output_dir OUT"),
+    "estimate": ("glmtune.train.estimate_command", "predicted peak memory per device of a train command: same settings, --device_memory 24GB"),
     "eval": ("glmtune.eval.runner", "BLEU-4, ROUGE-1/2/L of generated answers; --task mcq|qa: benchmark accuracy"),
     "chat": ("glmtune.chat.terminal", "streaming terminal chat: --model M --adapter A --system S"),
     "webui": ("glmtune.webui.launch", "browser UI to train, evaluate, chat and export: --workspace DIR --port 7860"),

@@ -12,6 +12,7 @@ from typing import Any
 from glmtune.hparams.api_args import ApiArguments, check_api
 from glmtune.hparams.data_args import DataArguments
 from glmtune.hparams.engines import check_deepspeed, check_fsdp
+from glmtune.hparams.estimate_args import EstimateArguments
 from glmtune.hparams.eval_args import TASK_DEFAULTS, EvalArguments
 from glmtune.hparams.export_args import ExportArguments
 from glmtune.hparams.finetuning_args import FinetuningArguments
@@ -75,6 +76,8 @@ EVAL_DEFAULTS: dict[str, Any] = {
 TRAINING_ARGUMENTS = "Seq2SeqTrainingArguments"
 COMMAND_SETTINGS: dict[str, tuple[type | str, ...]] = {
     "train": (ModelArguments, DataArguments, TRAINING_ARGUMENTS, FinetuningArguments, GeneratingArguments),
+    # estimate takes the training settings, so a training config is estimated as is
+    "estimate": (ModelArguments, DataArguments, TRAINING_ARGUMENTS, FinetuningArguments, GeneratingArguments, EstimateArguments),
     # eval takes the training settings too, so a training config evaluates as is
     "eval": (ModelArguments, DataArguments, TRAINING_ARGUMENTS, FinetuningArguments, GeneratingArguments, EvalArguments),
     "chat": (ModelArguments, DataArguments, GeneratingArguments),
@@ -105,7 +108,19 @@ class TrainArgs:
 def parse_command(command: str, argv: Sequence[str], extra: tuple[type, ...] = (), defaults: dict[str, Any] | None = None) -> tuple[Any, ...]:
     """One instance of each of the command's settings classes (and `extra` ones), in COMMAND_SETTINGS order."""
     classes = tuple(resolve_class(cls) for cls in COMMAND_SETTINGS[command]) + extra
-    return parse_dataclasses(classes, argv, defaults)
+    parsed = parse_dataclasses(classes, argv, defaults)
+    for settings in parsed:
+        if isinstance(settings, ModelArguments):
+            apply_threads(settings.threads)
+    return parsed
+
+
+def apply_threads(threads: int | None) -> None:
+    """Set torch's intra-op threads once, as the command starts (None: torch's default; below 1: check_model says)."""
+    if threads is not None and threads >= 1:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def resolve_class(cls: type | str) -> type:
@@ -231,6 +246,42 @@ def get_train_args(argv: Sequence[str]) -> TrainArgs:
         + [problem for own in stage_settings if hasattr(own, "problems") for problem in own.problems(training_args)]
     )
     return TrainArgs(model_args, data_args, training_args, finetuning_args, generating_args, tuple(stage_settings))
+
+
+@dataclass(frozen=True)
+class EstimateRequest:
+    """What `glmtune estimate` was asked: the training settings as given (precision unresolved, since the
+    estimated device need not be this machine's), its own settings, and DeepSpeed's config."""
+
+    train: TrainArgs
+    estimate: EstimateArguments
+    deepspeed: str | dict | None
+    output_dir: str | None  # where to write the estimate's JSON: only where the user named one
+
+
+def get_estimate_args(argv: Sequence[str]) -> EstimateRequest:
+    """The training settings without the checks that need data or a run: nothing is read or trained.
+
+    DeepSpeed's config is taken aside before parsing: transformers' training arguments import
+    deepspeed when it is set, and an estimate must work where deepspeed is not installed.
+    """
+    peeked = peek_settings(argv, ("stage", "finetuning_type", "deepspeed", "output_dir"))
+    stage = peeked["stage"] or "sft"
+    stage_settings_classes = STAGES[stage].settings_classes() if stage in STAGES else ()
+    defaults = training_defaults(peeked["finetuning_type"] or "lora")
+    model_args, data_args, training_args, finetuning_args, generating_args, estimate_args, *stage_settings = parse_command(
+        "estimate", [*argv, "--deepspeed", ""], stage_settings_classes, defaults
+    )
+    raise_if_problems(
+        check_model(model_args)
+        + check_data(data_args)
+        + check_finetuning(model_args, finetuning_args)
+        + check_generation(generating_args)
+        + estimate_args.problems()
+    )
+    training_args.deepspeed = None
+    args = TrainArgs(model_args, data_args, training_args, finetuning_args, generating_args, tuple(stage_settings))
+    return EstimateRequest(args, estimate_args, peeked["deepspeed"] or None, peeked["output_dir"])
 
 
 def get_eval_args(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments, Any, GeneratingArguments, EvalArguments]:

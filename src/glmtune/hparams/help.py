@@ -23,7 +23,7 @@ def settings_help(command: str) -> str:
     for cls in COMMAND_SETTINGS.get(command, ()):
         if not isinstance(cls, str):  # a str stands for transformers' training arguments: the last line lists them
             lines += class_help(cls)
-    if command == "train":
+    if command in ("train", "estimate"):
         for stage in STAGES.values():
             for cls in stage.settings_classes():
                 lines += class_help(cls, f" (stage {stage.name})")

@@ -50,6 +50,14 @@ class ModelArguments:
     double_quantization: bool = field(
         default=True, metadata={"help": "Quantize the 4-bit quantization constants too (saves memory)."}
     )
+    threads: int | None = field(
+        default=None,
+        metadata={
+            "help": "torch's intra-op threads (torch.set_num_threads) for train, eval, chat and api; empty: torch's "
+            "default, one per core. On a machine busy with other work, fewer threads than cores decode several "
+            "times faster: threads waiting for a busy core stall every matrix product."
+        },
+    )
     attn_implementation: str | None = field(
         default=None, metadata={"help": "eager, sdpa or flash_attention_2; empty lets transformers choose."}
     )

@@ -19,6 +19,8 @@ def check_model(model_args: ModelArguments) -> list[str]:
     problems = []
     if model_args.quantization_bit not in (None, 4, 8):
         problems.append(f"quantization_bit={model_args.quantization_bit}: use 4 or 8, or leave it empty")
+    if model_args.threads is not None and model_args.threads < 1:
+        problems.append(f"threads={model_args.threads}: must be at least 1, or leave it empty for torch's default")
     adapters = split_names(model_args.adapter_name_or_path)
     if model_args.adapter_name_or_path is not None and not adapters:
         problems.append("adapter_name_or_path is empty: give adapter directories, comma-separated")

@@ -90,6 +90,7 @@ def summary_line(metrics: dict[str, Any], tokens: int) -> str:
     rate = tokens / runtime if runtime else 0.0
     return (
         f"train summary: runtime {runtime:.1f} s, {metrics.get('train_samples_per_second', 0.0):.2f} samples/s, "
-        f"{rate:.1f} effective tokens/s (non-padding), peak memory {peak_memory_mb():.0f} MB, "
-        f"final loss {metrics.get('train_loss', float('nan')):.4f}"
+        f"{rate:.1f} effective tokens/s (non-padding), peak memory {peak_memory_mb():.0f} MB"
+        + (f" (estimate {metrics['estimated_peak_memory_mb']:.0f} MB), " if "estimated_peak_memory_mb" in metrics else ", ")
+        + f"final loss {metrics.get('train_loss', float('nan')):.4f}"
     )

@@ -18,6 +18,7 @@ from glmtune.train.callbacks import (
     whole_run_loss,
 )
 from glmtune.train.checkpoints import resolve_resume
+from glmtune.train.estimate_inputs import estimated_peak_metrics
 from glmtune.train.graceful_stop import GracefulStop
 from glmtune.train.plot import plot_loss
 from glmtune.train.trainer import GlmtuneTrainer
@@ -105,6 +106,7 @@ def train_and_save(trainer: GlmtuneTrainer, plot: bool) -> dict[str, Any]:
         metrics["train_loss"] = whole_run_loss(metrics["train_loss"], start, state.global_step, state.log_history)
     # train_runtime covers this session only, so the rate counts only this session's tokens
     metrics["effective_tokens"] = trainer.state.num_input_tokens_seen - metrics_logger.start_tokens
+    metrics.update(estimated_peak_metrics(trainer))
     if trainer.eval_dataset is not None:
         metrics.update(trainer.evaluate())
     trainer.log_metrics("train", metrics)
