@@ -11,7 +11,7 @@ from glmtune.errors import ConfigError
 from glmtune.hparams import DataArguments
 from glmtune.hparams.entry import get_train_args
 from glmtune.stages import STAGES
-from glmtune.train.replay import bundled_prompts, complete_part, with_replay
+from glmtune.train.replay import bundled_prompts, usable_answer, with_replay
 from glmtune.train.session import tokenizer_data_model
 
 
@@ -37,7 +37,7 @@ def canned_replies(finished_every: int):
     return batch_chat, calls
 
 
-def test_finished_answers_join_the_training_rows_and_are_cached(tiny_llama_dir, tmp_path, train_env, monkeypatch):
+def test_usable_answers_join_the_training_rows_and_are_cached(tiny_llama_dir, tmp_path, train_env, monkeypatch):
     args, tokenizer, data, model = loaded(tiny_llama_dir, tmp_path, "--replay", "0.5")
     assert data.replay == 0.5 and len(data.train) == 16
     batch_chat, calls = canned_replies(finished_every=3)
@@ -45,16 +45,35 @@ def test_finished_answers_join_the_training_rows_and_are_cached(tiny_llama_dir, 
     replayed = with_replay(data, model, tokenizer, STAGES["sft"], args)
     (cache,) = (train_env / "cache" / "replay").glob("*.json")
     answers = json.loads(cache.read_text(encoding="utf-8"))
-    assert sum(calls) == len(answers) == 8  # 0.5 x 16 rows, each prompt asked once
     finished = [prompt for prompt, answer in answers.items() if answer is not None]
-    assert 0 < len(finished) < 8 and all(answers[prompt] == f"answer to {prompt}" for prompt in finished)
-    assert len(replayed.train) == 16 + len(finished)
-    added = [tokenizer.decode([t for t in row["labels"] if t >= 0]) for row in replayed.train.select(range(16, len(replayed.train)))]
+    assert sum(calls) == len(answers) > 8 and len(finished) == 8  # cut-off answers: further prompts asked, each once
+    assert all(answers[prompt] == f"answer to {prompt}" for prompt in finished)
+    assert len(replayed.train) == 16 + 8
+    added = [tokenizer.decode([t for t in row["labels"] if t >= 0]) for row in replayed.train.select(range(16, 24))]
     assert all(text.startswith("answer to ") for text in added)  # the loss is on the replayed answers (cut to cutoff_len)
     assert model.training  # generation put it in eval mode and back
 
     monkeypatch.setattr(ChatModel, "batch_chat", lambda *a, **k: pytest.fail("the cache should answer"))
     assert len(with_replay(data, model, tokenizer, STAGES["sft"], args).train) == len(replayed.train)
+
+
+def test_a_model_that_rarely_answers_usably_is_asked_at_most_twice_the_rows_wanted(tiny_llama_dir, tmp_path, train_env, monkeypatch):
+    args, tokenizer, data, model = loaded(tiny_llama_dir, tmp_path, "--replay", "0.5")
+    batch_chat, calls = canned_replies(finished_every=1)  # every answer cut off before its first sentence ended
+    monkeypatch.setattr(ChatModel, "batch_chat", batch_chat)
+    assert with_replay(data, model, tokenizer, STAGES["sft"], args) is data
+    assert sum(calls) == 16
+
+
+def test_the_default_model_s_answers_ship_with_glmtune(tmp_path):
+    from glmtune.train.replay import shipped_answers
+
+    argv = ["--dataset", "identity", "--template", "smollm2", "--output_dir", str(tmp_path)]
+    shipped = shipped_answers(get_train_args(argv))
+    assert len(shipped) >= 90 and set(shipped) <= set(bundled_prompts())
+    assert all(answer is None or usable_answer(answer, "stop") == answer for answer in shipped.values())
+    assert shipped_answers(get_train_args([*argv, "--adapter_name_or_path", str(tmp_path)])) == {}
+    assert shipped_answers(get_train_args(["--dataset", "identity", "--template", "qwen", "--output_dir", str(tmp_path)])) == {}
 
 
 @pytest.mark.parametrize("method", ["lora", "p_tuning", "freeze"])
@@ -63,8 +82,9 @@ def test_the_starting_model_answers_through_the_real_generation_path(method, tin
     replayed = with_replay(data, model, tokenizer, STAGES["sft"], args)
     (cache,) = (train_env / "cache" / "replay").glob("*.json")
     answers = json.loads(cache.read_text(encoding="utf-8"))
-    assert len(answers) == 4 and set(answers) <= set(bundled_prompts())
-    assert len(replayed.train) == 16 + sum(answer is not None for answer in answers.values())
+    usable = sum(answer is not None for answer in answers.values())
+    assert 4 <= len(answers) <= 8 and set(answers) <= set(bundled_prompts())  # 4 wanted, at most twice as many asked
+    assert len(replayed.train) == 16 + min(usable, 4)
 
 
 @pytest.mark.parametrize(
@@ -76,10 +96,13 @@ def test_the_starting_model_answers_through_the_real_generation_path(method, tin
         ("巴黎是首都。它很美！然后没说完", "length", "巴黎是首都。它很美！"),
         ("Version 2.5 is out and then the budget ran o", "length", None),
         ("", "stop", None),
+        ("小羊叫什么？\n\n小羊叫什么？\n\n小羊叫什么？", "stop", None),
+        ("- one\n- two\n- three", "stop", "- one\n- two\n- three"),
+        ("Yes! Yes! Yes! Yes!", "length", None),
     ],
 )
 def test_a_cut_off_answer_keeps_its_complete_sentences(text, finish_reason, kept):
-    assert complete_part(text, finish_reason) == kept
+    assert usable_answer(text, finish_reason) == kept
 
 
 def test_replay_zero_leaves_the_data_alone(tiny_llama_dir, tmp_path, train_env):

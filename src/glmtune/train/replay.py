@@ -6,7 +6,10 @@ already answered, in its own words (self-distillation), anchors everything else 
 cost in new knowledge. The answers come from the model as training starts (a fresh adapter
 disabled), greedily, once per model, prompt set and template; later runs read them from a cache.
 An answer cut off by the token budget keeps its complete sentences (one with none is left out): a
-cut mid-sentence would teach the model to stop there.
+cut mid-sentence would teach the model to stop there. An answer stuck in a loop (a sentence or line
+three times or more; small models do this in languages they barely know) is left out too: replaying
+it would teach the loop. The embedded default model's answers to the bundled prompts ship with
+glmtune (as its decoding settings do), so its first replaying run generates only what is missing.
 """
 
 import hashlib
@@ -28,6 +31,7 @@ from glmtune.data.converters import make_example, message
 from glmtune.data.loader import example_features
 from glmtune.data.pipeline import TokenizedData
 from glmtune.data.templates import get_template
+from glmtune.default_model import DEFAULT_MODEL_ALIAS
 from glmtune.eval.outputs import write_atomically
 from glmtune.hparams.entry import TrainArgs
 from glmtune.hparams.generating_args import GeneratingArguments
@@ -43,6 +47,10 @@ PROMPTS_FILE = "replay/general_prompts.json"
 ANSWER_TOKENS = 192  # long enough for the bundled prompts' usual answers; longer ones are dropped as unfinished
 BATCH_SIZE = 16
 SENTENCE_END = re.compile(r"[.!?](?=\s|$)|[。！？]")
+SEGMENT_BREAK = re.compile(r"[\n.!?。！？]+")
+ASKED_PER_WANTED = 2  # prompts asked at most per replay row wanted: bounds the generation a weak model costs
+LOOP_REPEATS = 3  # a sentence or line this often in one answer: a loop, not an answer
+SHIPPED_ANSWERS = {(DEFAULT_MODEL_ALIAS, "smollm2"): "replay/smollm2-135m_answers.json"}  # (model, template) -> file
 
 
 def bundled_prompts() -> list[str]:
@@ -58,17 +66,12 @@ def with_replay(data: TokenizedData, model: Any, tokenizer: Any, stage: Stage, a
     wanted = min(round(data.replay * len(data.train)), len(pool))
     if wanted == 0:
         return data
-    prompts = random.Random(args.training.seed).sample(pool, wanted)
-    answers = starting_model_answers(prompts, model, tokenizer, args)
+    answers = usable_answers(random.Random(args.training.seed).sample(pool, len(pool)), wanted, model, tokenizer, args)
     examples = [
-        make_example([message("user", prompt), message("assistant", answers[prompt])], f"replay:{index}")
-        for index, prompt in enumerate(prompts)
-        if answers[prompt] is not None
+        make_example([message("user", prompt), message("assistant", answer)], f"replay:{index}")
+        for index, (prompt, answer) in enumerate(answers.items())
     ]
-    logger.info(
-        "replay: %d conversations answered by the starting model added to %d training rows (%d left out: cut off in their first sentence)",
-        len(examples), len(data.train), wanted - len(examples),
-    )  # fmt: skip
+    logger.info("replay: %d conversations answered by the starting model added to %d training rows", len(examples), len(data.train))
     if not examples:
         return data
     rows = Dataset.from_list(examples, features=example_features())
@@ -76,10 +79,24 @@ def with_replay(data: TokenizedData, model: Any, tokenizer: Any, stage: Stage, a
     return replace(data, train=concatenate_datasets([data.train, encoded]))
 
 
+def usable_answers(order: list[str], wanted: int, model: Any, tokenizer: Any, args: TrainArgs) -> dict[str, str]:
+    """Usable answers to the first prompts of `order`, asking further down it until `wanted` are found (at most
+    ASKED_PER_WANTED x wanted prompts asked)."""
+    usable: dict[str, str] = {}
+    asked = 0
+    limit = min(len(order), ASKED_PER_WANTED * wanted)
+    while len(usable) < wanted and asked < limit:
+        batch = order[asked : min(asked + wanted - len(usable), limit)]
+        asked += len(batch)
+        usable |= {prompt: answer for prompt, answer in starting_model_answers(batch, model, tokenizer, args).items() if answer}
+    logger.info("replay: %d of %d answers left out (cut off in their first sentence, or looping)", asked - len(usable), asked)
+    return usable
+
+
 def starting_model_answers(prompts: list[str], model: Any, tokenizer: Any, args: TrainArgs) -> dict[str, str | None]:
     """Greedy answers of the model as training starts, None where it did not finish; cached per model and prompt."""
     cache = glmtune_home() / "cache" / "replay" / f"{cache_key(args)}.json"
-    known: dict[str, str | None] = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {}
+    known = shipped_answers(args) | (json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {})
     missing = [prompt for prompt in prompts if prompt not in known]
     if missing:
         logger.info("replay: the starting model answers %d general prompts (cached in %s)", len(missing), cache)
@@ -101,19 +118,32 @@ def generate(prompts: list[str], model: Any, tokenizer: Any, args: TrainArgs) ->
             for start in range(0, len(prompts), BATCH_SIZE):
                 batch = ordered[start : start + BATCH_SIZE]
                 replies = chat_model.batch_chat([[message("user", prompt)] for prompt in batch])
-                answers.update((prompt, complete_part(reply.text, reply.finish_reason)) for prompt, reply in zip(batch, replies))
+                answers.update((prompt, usable_answer(reply.text, reply.finish_reason)) for prompt, reply in zip(batch, replies))
     finally:
         model.train(was_training)
     return answers
 
 
-def complete_part(text: str, finish_reason: str) -> str | None:
-    """A finished answer as it is; a cut-off one up to its last complete sentence; None when nothing is left."""
+def usable_answer(text: str, finish_reason: str) -> str | None:
+    """A finished answer as it is; a cut-off one up to its last complete sentence; None when nothing is left
+    or the answer loops."""
     text = text.strip()
     if finish_reason != "stop":
         ends = [match.end() for match in SENTENCE_END.finditer(text)]
         text = text[: ends[-1]] if ends else ""
-    return text or None
+    segments = [segment.strip() for segment in SEGMENT_BREAK.split(text) if segment.strip()]
+    if not segments or max(segments.count(segment) for segment in set(segments)) >= LOOP_REPEATS:
+        return None
+    return text
+
+
+def shipped_answers(args: TrainArgs) -> dict[str, str | None]:
+    """The answers glmtune ships for the embedded default model, when training starts from it as published."""
+    model = args.model.model_name_or_path or DEFAULT_MODEL_ALIAS
+    name = SHIPPED_ANSWERS.get((model, args.data.template))
+    if name is None or args.model.adapter_name_or_path or args.data.default_system:
+        return {}
+    return json.loads(resources.files("glmtune.resources").joinpath(name).read_text(encoding="utf-8"))
 
 
 def starting_model(model: Any, args: TrainArgs) -> Any:
@@ -131,7 +161,7 @@ def cache_key(args: TrainArgs) -> str:
         "template": args.data.template,
         "system": args.data.default_system,
         "answer_tokens": ANSWER_TOKENS,
-        "cut": "complete sentences",
+        "cut": "complete sentences, no loops",
         "prompts": hashlib.sha256(json.dumps(bundled_prompts(), ensure_ascii=False).encode()).hexdigest(),
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]
