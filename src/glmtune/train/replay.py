@@ -44,7 +44,7 @@ from glmtune.stages import Stage
 logger = logging.getLogger(__name__)
 
 PROMPTS_FILE = "replay/general_prompts.json"
-ANSWER_TOKENS = 192  # long enough for the bundled prompts' usual answers; longer ones are dropped as unfinished
+ANSWER_TOKENS = 192  # long enough for most answers to the bundled prompts; longer ones keep their whole sentences
 BATCH_SIZE = 16
 SENTENCE_END = re.compile(r"[.!?](?=\s|$)|[。！？]")
 SEGMENT_BREAK = re.compile(r"[\n.!?。！？]+")
@@ -94,7 +94,7 @@ def usable_answers(order: list[str], wanted: int, model: Any, tokenizer: Any, ar
 
 
 def starting_model_answers(prompts: list[str], model: Any, tokenizer: Any, args: TrainArgs) -> dict[str, str | None]:
-    """Greedy answers of the model as training starts, None where it did not finish; cached per model and prompt."""
+    """Greedy answers of the model as training starts (usable_answer: None where unusable); cached per model."""
     cache = glmtune_home() / "cache" / "replay" / f"{cache_key(args)}.json"
     known = shipped_answers(args) | (json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {})
     missing = [prompt for prompt in prompts if prompt not in known]
