@@ -18,6 +18,7 @@ def held_out_loss(chat_model: Any, examples: Sequence[Example], data_args: DataA
     """Token-weighted mean loss over the answer tokens; None when no row has an answer token left after cutoff_len."""
     from datasets import Dataset
 
+    from glmtune.data.collators import pad_token_id, supervised_batch
     from glmtune.data.converters import make_example
     from glmtune.data.loader import example_features
     from glmtune.data.shapes import encode_dataset
@@ -30,19 +31,17 @@ def held_out_loss(chat_model: Any, examples: Sequence[Example], data_args: DataA
     rows, _ = encode_dataset(
         Dataset.from_list(complete, features=example_features()), get_stage("sft").data, chat_model.template, chat_model.tokenizer, data_args
     )
-    pad = chat_model.tokenizer.pad_token_id if chat_model.tokenizer.pad_token_id is not None else 0
+    pad_id = pad_token_id(chat_model.tokenizer)
     total, tokens = 0.0, 0
     for start in range(0, len(rows), batch_size):
-        batch = rows[start : start + batch_size]
-        width = max(len(ids) for ids in batch["input_ids"])
-        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in batch["input_ids"]])
-        labels = torch.tensor([labels + [IGNORE_INDEX] * (width - len(labels)) for labels in batch["labels"]])
-        attention_mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in batch["input_ids"]])
+        rows_here = rows[start : start + batch_size]
+        batch = supervised_batch(rows_here["input_ids"], rows_here["labels"], pad_id, None)
         with torch.inference_mode():
             logits = chat_model.model(
-                input_ids=input_ids.to(chat_model.model.device), attention_mask=attention_mask.to(chat_model.model.device)
+                input_ids=batch["input_ids"].to(chat_model.model.device),
+                attention_mask=batch["attention_mask"].to(chat_model.model.device),
             ).logits.float()
-        targets = labels[:, 1:].to(logits.device)
+        targets = batch["labels"][:, 1:].to(logits.device)
         total += float(torch.nn.functional.cross_entropy(
             logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
         ))  # fmt: skip

@@ -19,6 +19,7 @@ import random
 import re
 from contextlib import nullcontext
 from dataclasses import replace
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,15 @@ LOOP_REPEATS = 3  # a sentence or line this often in one answer: a loop, not an 
 SHIPPED_ANSWERS = {(DEFAULT_MODEL_ALIAS, "smollm2"): "replay/smollm2-135m_answers.json"}  # (model, template) -> file
 
 
-def bundled_prompts() -> list[str]:
-    return json.loads(resources.files("glmtune.resources").joinpath(PROMPTS_FILE).read_text(encoding="utf-8"))
+@cache
+def bundled_prompts() -> tuple[str, ...]:
+    return tuple(packaged_json(PROMPTS_FILE))
+
+
+@cache
+def packaged_json(name: str) -> Any:
+    """A JSON file under glmtune/resources, read once per process (the replay loop asks for it per batch)."""
+    return json.loads(resources.files("glmtune.resources").joinpath(name).read_text(encoding="utf-8"))
 
 
 def with_replay(data: TokenizedData, model: Any, tokenizer: Any, stage: Stage, args: TrainArgs) -> TokenizedData:
@@ -143,7 +151,7 @@ def shipped_answers(args: TrainArgs) -> dict[str, str | None]:
     name = SHIPPED_ANSWERS.get((model, args.data.template))
     if name is None or args.model.adapter_name_or_path or args.data.default_system:
         return {}
-    return json.loads(resources.files("glmtune.resources").joinpath(name).read_text(encoding="utf-8"))
+    return dict(packaged_json(name))
 
 
 def starting_model(model: Any, args: TrainArgs) -> Any:
@@ -162,7 +170,7 @@ def cache_key(args: TrainArgs) -> str:
         "system": args.data.default_system,
         "answer_tokens": ANSWER_TOKENS,
         "cut": "complete sentences, no loops",
-        "prompts": hashlib.sha256(json.dumps(bundled_prompts(), ensure_ascii=False).encode()).hexdigest(),
+        "prompts": hashlib.sha256(json.dumps(list(bundled_prompts()), ensure_ascii=False).encode()).hexdigest(),
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]
 
