@@ -97,3 +97,34 @@ def test_only_sdpa_models_switch_and_the_saved_config_does_not_name_it(tiny_llam
     assert SEGMENT_ATTENTION not in json.dumps(json.loads((tmp_path / "saved" / "config.json").read_text()))
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
     assert reloaded.config._attn_implementation == "sdpa"
+
+
+def test_a_row_with_a_prefix_sees_it_whole_and_its_own_tokens_causally():
+    lengths = [7, 5, 3]  # prompt + chosen, then rejected with the first 4 tokens (the prompt) as its prefix
+    query, key, value, bounds = packed_inputs(lengths)
+    prefixes = [None, (0, 4), None]
+    mask = block_causal_mask(lengths)
+    mask[0, 0, 7:12, 0:4] = True
+    mine, _ = segment_attention_forward(Attention(), query, key, value, mask, segment_prefixes=prefixes, **bounds)
+    theirs, _ = sdpa_attention_forward(Attention(), query, key, value, mask)
+    torch.testing.assert_close(mine, theirs)
+    direction = torch.randn_like(mine)
+    mine_grads = torch.autograd.grad((mine * direction).sum(), (query, key, value))
+    theirs_grads = torch.autograd.grad((theirs * direction).sum(), (query, key, value))
+    for got, expected in zip(mine_grads, theirs_grads, strict=True):
+        torch.testing.assert_close(got, expected)
+
+
+def test_rows_of_many_lengths_reach_the_kernel_in_few_shapes(monkeypatch):
+    shapes = set()
+    real_sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def recording_sdpa(query, key, *args, **kwargs):
+        shapes.add((query.shape[2], key.shape[2]))
+        return real_sdpa(query, key, *args, **kwargs)
+
+    monkeypatch.setattr("glmtune.model.segment_attention.F.scaled_dot_product_attention", recording_sdpa)
+    for length in range(1, 300, 7):
+        query, key, value, bounds = packed_inputs([length, 300 - length])
+        segment_attention_forward(Attention(), query, key, value, block_causal_mask([length, 300 - length]), **bounds)
+    assert {query for query, _ in shapes} <= {64, 128, 192, 256, 320}

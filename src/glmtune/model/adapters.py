@@ -8,6 +8,7 @@ from typing import Any
 from glmtune.errors import ConfigError, ModelNotFoundError
 from glmtune.hparams.model_args import ModelArguments
 from glmtune.hparams.validation import split_names
+from glmtune.model.prefix_generation import with_prefix_generation
 
 
 def base_model(model: Any) -> Any:
@@ -58,7 +59,7 @@ def load_adapter(model: Any, path: str, is_trainable: bool = False) -> Any:
                 "(ChatGLM Efficient Tuning: --resume_lora_training False)"
             )
         config.task_type = None
-    return PeftModel.from_pretrained(model, directory, config=config, is_trainable=is_trainable)
+    return with_prefix_generation(PeftModel.from_pretrained(model, directory, config=config, is_trainable=is_trainable))
 
 
 def attach_inference_adapters(model, model_args: ModelArguments):

@@ -16,6 +16,7 @@ from glmtune.hparams.model_args import ModelArguments
 from glmtune.hparams.validation import split_names
 from glmtune.methods import get_method
 from glmtune.model.adapters import load_adapter, peft_task_type
+from glmtune.model.prefix_generation import with_prefix_generation
 from glmtune.model.prefix_init import preamble_ids, start_prefix_as_text
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def setup_prefix(model: Any, model_args: ModelArguments, finetuning_args: Finetu
         prefix_projection=finetuning_args.prefix_projection,
         encoder_hidden_size=model.config.hidden_size,
     )
-    model = get_peft_model(model, config)
+    model = with_prefix_generation(get_peft_model(model, config))
     if not finetuning_args.prefix_projection:  # a projected prefix comes out of an MLP: nothing to fill directly
         from glmtune.data.tokenizer import load_tokenizer
 

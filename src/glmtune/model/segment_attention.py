@@ -23,8 +23,13 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
 from glmtune.model.adapters import base_model
+from glmtune.model.shape_buckets import bucketed_length
 
 SEGMENT_ATTENTION = "sdpa_segments"
+# Each row's attention runs at a bucketed length: multiples of 64 up to 512 tokens, then four sizes per
+# doubling (padding is cheap next to a row's matrix products; see model/shape_buckets.py).
+ATTENTION_BUCKETS_PER_DOUBLING = 4
+ATTENTION_SMALLEST_STEP = 64
 # Attention variants that change scores inside a row: only SDPA itself knows how to apply them.
 SCORE_CHANGING_KWARGS = ("sliding_window", "softcap", "position_bias", "s_aux")
 
@@ -38,6 +43,33 @@ def segment_boundaries(query: torch.Tensor, key: torch.Tensor, module: Any, kwar
         return None
     bounds = boundaries.tolist()
     return bounds if bounds[0] == 0 and bounds[-1] == query.shape[2] else None
+
+
+def bucketed_row_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, prefix_key: torch.Tensor, prefix_value: torch.Tensor,
+    dropout: float, scaling: float | None, grouped: bool,
+) -> torch.Tensor:
+    """Causal attention of one row that also sees every token of its prefix (possibly none), run at bucketed lengths.
+
+    Row and prefix are each padded at their end to a bucketed length (model/shape_buckets.py) so the
+    kernels meet few shapes; no real query sees a padded key (causality within the row, the mask for
+    the prefix) and the padded queries' outputs are cut off, so the result and its gradients are exact.
+    """
+    tokens, context = query.shape[2], prefix_key.shape[2]
+    length = bucketed_length(tokens, ATTENTION_BUCKETS_PER_DOUBLING, ATTENTION_SMALLEST_STEP)
+    padded_context = bucketed_length(context, ATTENTION_BUCKETS_PER_DOUBLING, ATTENTION_SMALLEST_STEP) if context else 0
+    query, key, value = (F.pad(tensor, (0, 0, 0, length - tokens)) for tensor in (query, key, value))
+    mask = None
+    if context:
+        key = torch.cat([F.pad(prefix_key, (0, 0, 0, padded_context - context)), key], dim=2)
+        value = torch.cat([F.pad(prefix_value, (0, 0, 0, padded_context - context)), value], dim=2)
+        mask = torch.zeros(length, padded_context + length, dtype=torch.bool, device=query.device)
+        mask[:, :context] = True
+        mask[:, padded_context:] = torch.ones(length, length, dtype=torch.bool, device=query.device).tril()
+    output = F.scaled_dot_product_attention(
+        query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling, is_causal=mask is None, enable_gqa=grouped
+    )
+    return output[:, :, :tokens]
 
 
 def segment_attention_forward(
@@ -58,19 +90,10 @@ def segment_attention_forward(
     prefixes = kwargs.get("segment_prefixes") or [None] * (len(bounds) - 1)
     rows = []
     for start, end, prefix in zip(bounds[:-1], bounds[1:], prefixes, strict=True):
-        keys, values, mask = key[:, :, start:end], value[:, :, start:end], None
-        if prefix is not None:
-            first, last = prefix
-            keys = torch.cat([key[:, :, first:last], keys], dim=2)
-            values = torch.cat([value[:, :, first:last], values], dim=2)
-            # causal within the row, every prefix token visible: the diagonal moves right by the prefix length
-            mask = torch.ones(end - start, keys.shape[2], dtype=torch.bool, device=query.device).tril(last - first)
-        rows.append(
-            F.scaled_dot_product_attention(
-                query[:, :, start:end], keys, values, attn_mask=mask,
-                dropout_p=dropout, scale=scaling, is_causal=mask is None, enable_gqa=grouped,
-            )  # fmt: skip
-        )
+        first, last = prefix or (0, 0)
+        row = [tensor[:, :, start:end] for tensor in (query, key, value)]
+        context = [key[:, :, first:last], value[:, :, first:last]]
+        rows.append(bucketed_row_attention(*row, *context, dropout=dropout, scaling=scaling, grouped=grouped))
     return torch.cat(rows, dim=2).transpose(1, 2).contiguous(), None
 
 

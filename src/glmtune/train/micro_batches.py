@@ -14,12 +14,17 @@ from typing import Any
 import torch
 
 from glmtune.data.packing import pack_rows
+from glmtune.data.schema import IGNORE_INDEX
 from glmtune.model.adapters import base_model
+from glmtune.model.shape_buckets import bucketed_length
 
 SPLITTABLE_KEYS = {"input_ids", "labels", "attention_mask", "position_ids"}
 # At 512 tokens matrix products already run at full speed on a CPU, while activation memory
 # keeps growing with the budget (and, off SDPA, a packed sequence's dense mask with its square).
 CPU_TOKEN_BUDGET = 512
+# A micro-batch's length is rounded up to one of this many sizes per doubling (at most 1/8 more
+# tokens): a few sizes, each with its kernels built once (model/shape_buckets.py).
+LENGTH_BUCKETS_PER_DOUBLING = 8
 
 
 def supports_packed_rows(model: Any) -> bool:
@@ -66,14 +71,24 @@ def sample_boundaries(position_ids: torch.Tensor) -> dict[str, Any]:
 
 
 def packed_micro_batch(sequence: dict[str, list[int]]) -> dict[str, Any]:
-    """One packed sequence as a batch of one row, with its sample boundaries."""
+    """One packed sequence as a batch of one row, with its sample boundaries.
+
+    The sequence is filled up to its bucketed length with one more sample that has no labels
+    (its own positions, so it attends only to itself): it adds nothing to the loss or gradients.
+    """
+    filler = bucketed_length(len(sequence["input_ids"]), LENGTH_BUCKETS_PER_DOUBLING) - len(sequence["input_ids"])
+    sequence = {
+        "input_ids": sequence["input_ids"] + sequence["input_ids"][-1:] * filler,
+        "labels": sequence["labels"] + [IGNORE_INDEX] * filler,
+        "position_ids": sequence["position_ids"] + list(range(filler)),
+    }
     batch: dict[str, Any] = {name: torch.tensor([ids], dtype=torch.long) for name, ids in sequence.items()}
     return {**batch, **sample_boundaries(batch["position_ids"][0])}
 
 
 def single_row(batch: dict[str, torch.Tensor], row: int, length: int) -> dict[str, torch.Tensor]:
-    """One row without its padding, its other inputs unchanged."""
-    return {name: values[row : row + 1, :length] for name, values in batch.items()}
+    """One row with its padding cut to its bucketed length (see LENGTH_BUCKETS_PER_DOUBLING), its other inputs unchanged."""
+    return {name: values[row : row + 1, : bucketed_length(length, LENGTH_BUCKETS_PER_DOUBLING)] for name, values in batch.items()}
 
 
 def split_into_micro_batches(batch: dict[str, Any], token_budget: int, pack: bool) -> list[dict[str, Any]]:
