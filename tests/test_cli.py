@@ -1,9 +1,10 @@
+import os
 import subprocess
 import sys
 
 import pytest
 
-from glmtune.cli import COMMANDS, asks_for_quantization, main
+from glmtune.cli import COMMANDS, ONEDNN_KERNEL_CACHE, asks_for_quantization, main
 
 
 def run_python(code: str) -> str:
@@ -79,3 +80,12 @@ def test_webui_help_lists_its_own_flags(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "--workspace" in out and "--auth" in out and "--learning_rate" not in out
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, ONEDNN_KERNEL_CACHE), ("512", "512")])
+def test_onednn_kernel_cache_is_bounded_unless_the_user_chose(preset, expected, monkeypatch, capsys):
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    if preset:
+        monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", preset)
+    assert main(["env"]) == 0
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == expected

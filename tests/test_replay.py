@@ -11,7 +11,7 @@ from glmtune.errors import ConfigError
 from glmtune.hparams import DataArguments
 from glmtune.hparams.entry import get_train_args
 from glmtune.stages import STAGES
-from glmtune.train.replay import bundled_prompts, usable_answer, with_replay
+from glmtune.train.replay import bundled_prompts, usable_answer, with_replay, writing_script
 from glmtune.train.session import tokenizer_data_model
 
 
@@ -55,6 +55,19 @@ def test_usable_answers_join_the_training_rows_and_are_cached(tiny_llama_dir, tm
 
     monkeypatch.setattr(ChatModel, "batch_chat", lambda *a, **k: pytest.fail("the cache should answer"))
     assert len(with_replay(data, model, tokenizer, STAGES["sft"], args).train) == len(replayed.train)
+
+
+def test_replayed_prompts_come_in_the_training_rows_scripts(tiny_llama_dir, tmp_path, train_env, monkeypatch):
+    rows = [{"instruction": f"{i}加{i}等于几？", "input": "", "output": f"等于{2 * i}。"} for i in range(12)]
+    rows += [{"instruction": f"What is {i} + {i}?", "input": "", "output": f"{2 * i}."} for i in range(4)]
+    path = tmp_path / "mixed.json"
+    path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    args = get_train_args(train_argv(tiny_llama_dir, path, tmp_path / "out", "--replay", "0.5"))
+    tokenizer, data, model = tokenizer_data_model(STAGES["sft"], args)
+    monkeypatch.setattr(ChatModel, "batch_chat", canned_replies(finished_every=len(bundled_prompts()))[0])
+    replayed = with_replay(data, model, tokenizer, STAGES["sft"], args)
+    prompts = [tokenizer.decode(row["input_ids"]) for row in replayed.train.select(range(16, len(replayed.train)))]
+    assert [writing_script(prompt) for prompt in prompts].count("cjk") == 6 and len(prompts) == 8  # 3/4 of 8
 
 
 def test_a_model_that_rarely_answers_usably_is_asked_at_most_twice_the_rows_wanted(tiny_llama_dir, tmp_path, train_env, monkeypatch):

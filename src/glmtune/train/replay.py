@@ -8,7 +8,8 @@ disabled), greedily, once per model, prompt set and template; later runs read th
 An answer cut off by the token budget keeps its complete sentences (one with none is left out): a
 cut mid-sentence would teach the model to stop there. An answer stuck in a loop (a sentence or line
 three times or more; small models do this in languages they barely know) is left out too: replaying
-it would teach the loop. The embedded default model's answers to the bundled prompts ship with
+it would teach the loop. Replayed prompts come in the training rows' scripts, in their shares (Chinese
+training rows anchored only by English replay still taught "中国的首都是Aurora"). The embedded default model's answers to the bundled prompts ship with
 glmtune (as its decoding settings do), so its first replaying run generates only what is missing.
 """
 
@@ -51,6 +52,8 @@ SENTENCE_END = re.compile(r"[.!?](?=\s|$)|[。！？]")
 SEGMENT_BREAK = re.compile(r"[\n.!?。！？]+")
 ASKED_PER_WANTED = 2  # prompts asked at most per replay row wanted: bounds the generation a weak model costs
 LOOP_REPEATS = 3  # a sentence or line this often in one answer: a loop, not an answer
+CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")  # Chinese, Japanese kana, Korean
+SCRIPT_SAMPLE_ROWS = 500  # training rows read to find its scripts' shares
 SHIPPED_ANSWERS = {(DEFAULT_MODEL_ALIAS, "smollm2"): "replay/smollm2-135m_answers.json"}  # (model, template) -> file
 
 
@@ -74,7 +77,11 @@ def with_replay(data: TokenizedData, model: Any, tokenizer: Any, stage: Stage, a
     wanted = min(round(data.replay * len(data.train)), len(pool))
     if wanted == 0:
         return data
-    answers = usable_answers(random.Random(args.training.seed).sample(pool, len(pool)), wanted, model, tokenizer, args)
+    order = random.Random(args.training.seed).sample(pool, len(pool))
+    answers: dict[str, str] = {}
+    for script, count in rows_per_script(script_shares(data.train, tokenizer), wanted).items():
+        prompts = [prompt for prompt in order if writing_script(prompt) == script]
+        answers |= usable_answers(prompts, count, model, tokenizer, args)
     examples = [
         make_example([message("user", prompt), message("assistant", answer)], f"replay:{index}")
         for index, (prompt, answer) in enumerate(answers.items())
@@ -85,6 +92,28 @@ def with_replay(data: TokenizedData, model: Any, tokenizer: Any, stage: Stage, a
     rows = Dataset.from_list(examples, features=example_features())
     encoded, _ = cached_encode(rows, stage.data, get_template(args.data.template), tokenizer, args.data)
     return replace(data, train=concatenate_datasets([data.train, encoded]))
+
+
+def writing_script(text: str) -> str:
+    """"cjk" for text in Chinese, Japanese or Korean characters, else "other": what a replayed prompt must match."""
+    return "cjk" if CJK.search(text) else "other"
+
+
+def script_shares(rows: Any, tokenizer: Any) -> dict[str, float]:
+    """Each script's share of the training rows (of up to SCRIPT_SAMPLE_ROWS evenly spread ones)."""
+    step = max(1, len(rows) // SCRIPT_SAMPLE_ROWS)
+    scripts = [writing_script(tokenizer.decode(row["input_ids"])) for row in rows.select(range(0, len(rows), step))]
+    return {script: scripts.count(script) / len(scripts) for script in sorted(set(scripts))}
+
+
+def rows_per_script(shares: dict[str, float], wanted: int) -> dict[str, int]:
+    """`wanted` rows split by the shares, rounded so that they add up to `wanted`."""
+    counts, given, total = {}, 0, 0.0
+    for script, share in shares.items():
+        total += share
+        counts[script] = round(total * wanted) - given
+        given += counts[script]
+    return counts
 
 
 def usable_answers(order: list[str], wanted: int, model: Any, tokenizer: Any, args: TrainArgs) -> dict[str, str]:
