@@ -37,6 +37,15 @@ def block_causal_mask(lengths: list[int]) -> torch.Tensor:
     return ((sample[:, None] == sample[None, :]) & (position[:, None] >= position[None, :]))[None, None]
 
 
+def assert_same_outputs_and_gradients(mine: torch.Tensor, theirs: torch.Tensor, inputs: tuple[torch.Tensor, ...]) -> None:
+    torch.testing.assert_close(mine, theirs)
+    direction = torch.randn_like(mine)
+    mine_grads = torch.autograd.grad((mine * direction).sum(), inputs, retain_graph=True)
+    theirs_grads = torch.autograd.grad((theirs * direction).sum(), inputs, retain_graph=True)
+    for got, expected in zip(mine_grads, theirs_grads, strict=True):
+        torch.testing.assert_close(got, expected)
+
+
 def test_boundaries_come_from_restarting_positions():
     bounds = sample_boundaries(torch.tensor([0, 1, 2, 0, 1, 0, 1, 2, 3]))
     assert bounds["cu_seq_lens_q"].tolist() == [0, 3, 5, 9] and bounds["max_length_q"] == 4
@@ -49,12 +58,7 @@ def test_per_sample_attention_equals_the_masked_attention_and_its_gradients():
     query, key, value, bounds = packed_inputs(lengths)
     mine, _ = segment_attention_forward(Attention(), query, key, value, block_causal_mask(lengths), scaling=0.25, **bounds)
     theirs, _ = sdpa_attention_forward(Attention(), query, key, value, block_causal_mask(lengths), scaling=0.25)
-    torch.testing.assert_close(mine, theirs)
-    direction = torch.randn_like(mine)
-    mine_grads = torch.autograd.grad((mine * direction).sum(), (query, key, value))
-    theirs_grads = torch.autograd.grad((theirs * direction).sum(), (query, key, value))
-    for got, expected in zip(mine_grads, theirs_grads, strict=True):
-        torch.testing.assert_close(got, expected)
+    assert_same_outputs_and_gradients(mine, theirs, (query, key, value))
 
 
 @pytest.mark.parametrize(
@@ -107,12 +111,7 @@ def test_a_row_with_a_prefix_sees_it_whole_and_its_own_tokens_causally():
     mask[0, 0, 7:12, 0:4] = True
     mine, _ = segment_attention_forward(Attention(), query, key, value, mask, segment_prefixes=prefixes, **bounds)
     theirs, _ = sdpa_attention_forward(Attention(), query, key, value, mask)
-    torch.testing.assert_close(mine, theirs)
-    direction = torch.randn_like(mine)
-    mine_grads = torch.autograd.grad((mine * direction).sum(), (query, key, value))
-    theirs_grads = torch.autograd.grad((theirs * direction).sum(), (query, key, value))
-    for got, expected in zip(mine_grads, theirs_grads, strict=True):
-        torch.testing.assert_close(got, expected)
+    assert_same_outputs_and_gradients(mine, theirs, (query, key, value))
 
 
 def test_rows_of_many_lengths_reach_the_kernel_in_few_shapes(monkeypatch):
