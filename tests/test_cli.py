@@ -4,7 +4,8 @@ import sys
 
 import pytest
 
-from glmtune.cli import COMMANDS, ONEDNN_KERNEL_CACHE, asks_for_quantization, main
+from glmtune.cli import COMMANDS, asks_for_quantization, main
+from glmtune.model.shape_buckets import ONEDNN_KERNEL_CACHE
 
 
 def run_python(code: str) -> str:
@@ -82,7 +83,7 @@ def test_webui_help_lists_its_own_flags(capsys):
     assert "--workspace" in out and "--auth" in out and "--learning_rate" not in out
 
 
-@pytest.mark.parametrize(("preset", "expected"), [(None, ONEDNN_KERNEL_CACHE), ("512", "512")])
+@pytest.mark.parametrize(("preset", "expected"), [(None, str(ONEDNN_KERNEL_CACHE)), ("512", "512")])
 def test_onednn_kernel_cache_is_bounded_unless_the_user_chose(preset, expected, monkeypatch, capsys):
     monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
     if preset:

@@ -15,10 +15,12 @@ from glmtune.train.estimate_inputs import (
     zero_settings,
 )
 from glmtune.train.memory_estimate import (
+    ATTENTION_BACKWARD_BYTES_PER_LENGTH,
     GIB,
     ModelCounts,
     RunSettings,
     activation_bytes_per_token_layer,
+    attention_lengths,
     estimate_memory,
     quantized_bytes_per_param,
 )
@@ -100,6 +102,17 @@ def test_autocast_over_fp32_weights_keeps_low_precision_copies():
     assert item(estimate_memory(COUNTS, fp32_weights), "autocast weight copies") == 50_000 * 2
     assert item(estimate_memory(COUNTS, RUN), "autocast weight copies") == 0
     assert activation_bytes_per_token_layer(COUNTS, fp32_weights) > activation_bytes_per_token_layer(COUNTS, RUN)
+
+
+def test_cpu_bf16_counts_the_kernel_caches_of_its_few_padded_lengths():
+    def caches(**change):
+        return [entry.bytes for entry in estimate_memory(COUNTS, replace(RUN, **change)).items if entry.name == "kernel caches"]
+
+    short, long = caches(device="cpu", tokens_per_forward=256), caches(device="cpu", tokens_per_forward=4096)
+    assert short and long and long[0] > short[0]
+    assert long[0] - short[0] == (attention_lengths(4096) - attention_lengths(256)) * ATTENTION_BACKWARD_BYTES_PER_LENGTH
+    assert attention_lengths(256) == 4 and attention_lengths(4096) == 20  # multiples of 64 to 512, then 4 per doubling
+    assert caches() == [] and caches(device="cpu", compute_bytes=4) == []  # GPUs and fp32 keep no such caches
 
 
 def test_peak_is_the_larger_of_backward_and_the_optimizer_step():

@@ -11,7 +11,12 @@ from glmtune.errors import ConfigError
 from glmtune.hparams import DataArguments
 from glmtune.hparams.entry import get_train_args
 from glmtune.stages import STAGES
-from glmtune.train.replay import bundled_prompts, usable_answer, with_replay, writing_script
+from glmtune.train.replay import (
+    bundled_prompts,
+    usable_answer,
+    with_replay,
+    writing_script,
+)
 from glmtune.train.session import tokenizer_data_model
 
 

@@ -12,7 +12,7 @@ from train_helpers import (
 
 from glmtune.errors import ConfigError
 from glmtune.train.rewards import format as format_reward
-from glmtune.train.rewards import math_exact
+from glmtune.train.rewards import math_close, math_exact
 
 GRPO_FLAGS = ("--generator_args", "{size: 16, seed: 1}", "--per_device_train_batch_size", "4",
               "--max_completion_length", "8", "--max_steps", "2")  # fmt: skip
@@ -26,6 +26,9 @@ def test_bundled_rewards_check_the_result_and_the_form():
     completions = ["12 * 7 = 84", "the answer is 84", "12 * 7 = 85", ""]
     assert math_exact(completions, answer=["12 * 7 = 84"] * 4) == [1.0, 1.0, 0.0, 0.0]
     assert format_reward(completions) == [1.0, 0.0, 1.0, 0.0]
+    assert math_close([*completions, "12 * 7 = 168", "12 * 7 = -3"], answer=["12 * 7 = 84"] * 6) == pytest.approx(
+        [1.0, 1.0, 1 - 1 / 84, 0.0, 0.0, 0.0]
+    )  # near misses keep most of the credit; a relative error of 1 or more, or no number, none
 
 
 def test_grpo_trains_an_adapter_and_logs_each_reward(tiny_model_dir, tmp_path, train_env):

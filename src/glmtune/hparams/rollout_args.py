@@ -3,8 +3,10 @@
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from glmtune.train.rewards import BUNDLED
+
 # Reward functions glmtune ships (train/rewards.py); a user's own is named "module:function".
-BUNDLED_REWARDS = ("math_exact", "format")
+BUNDLED_REWARDS = tuple(BUNDLED)
 
 
 @dataclass

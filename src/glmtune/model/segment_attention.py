@@ -23,13 +23,13 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
 from glmtune.model.adapters import base_model
-from glmtune.model.shape_buckets import bucketed_length
+from glmtune.model.shape_buckets import (
+    ATTENTION_BUCKETS_PER_DOUBLING,
+    ATTENTION_SMALLEST_STEP,
+    bucketed_length,
+)
 
 SEGMENT_ATTENTION = "sdpa_segments"
-# Each row's attention runs at a bucketed length: multiples of 64 up to 512 tokens, then four sizes per
-# doubling (padding is cheap next to a row's matrix products; see model/shape_buckets.py).
-ATTENTION_BUCKETS_PER_DOUBLING = 4
-ATTENTION_SMALLEST_STEP = 64
 # Attention variants that change scores inside a row: only SDPA itself knows how to apply them.
 SCORE_CHANGING_KWARGS = ("sliding_window", "softcap", "position_bias", "s_aux")
 

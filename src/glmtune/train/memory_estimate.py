@@ -27,6 +27,11 @@ query width q, key/value width kv and T tokens per forward pass (a micro-batch, 
 - optimizer step: AdamW's foreach update allocates one fp32 buffer the size of the trainable
   weights (the square root of the second moment) after activations are freed; the peak is the larger
   of the backward pass and the step.
+- kernel caches (CPU under bf16 autocast): PyTorch's attention backward keeps about 7.5 MB for every
+  sequence length it meets (microbenchmark on the default model's 9 x 64 heads: 120 lengths, +986 MB),
+  and oneDNN about 0.8 MB per cached matrix-product kernel. glmtune bounds both: a row's attention runs
+  at one of a few bucketed lengths (model/shape_buckets.py), counted up to T, and oneDNN keeps
+  ONEDNN_KERNEL_CACHE kernels. fp32 runs keep neither (their peak stayed flat over 60 steps).
 - framework: on a CPU the process itself (Python with torch, transformers, PEFT, TRL and datasets
   imported measured 495 MB RSS with torch 2.13; tokenizer, dataset and trainer add about 100 MB),
   on a GPU the CUDA context and kernels (not in torch's allocator figures).
@@ -34,6 +39,12 @@ query width q, key/value width kv and T tokens per forward pass (a micro-batch, 
 
 from dataclasses import asdict, dataclass, field, replace
 
+from glmtune.model.shape_buckets import (
+    ATTENTION_BUCKETS_PER_DOUBLING,
+    ATTENTION_SMALLEST_STEP,
+    ONEDNN_KERNEL_CACHE,
+    bucketed_length,
+)
 from glmtune.train.chunked_head import CHUNK_ELEMENTS
 
 MIB = 1 << 20
@@ -44,6 +55,8 @@ FP32 = 4
 QUANT_BLOCK = 64  # bitsandbytes' 4-bit block size: one absmax per 64 weights
 DOUBLE_QUANT_BLOCK = 256  # with double quantization: 8-bit absmaxes, one fp32 constant per 256 of them
 HEAD_COPIES = 3  # logits, their log-softmax, their gradient
+ATTENTION_BACKWARD_BYTES_PER_LENGTH = 7.5 * MIB  # kept by PyTorch's CPU attention backward per sequence length (bf16)
+ONEDNN_KERNEL_BYTES = 0.8 * MIB  # one cached oneDNN matrix-product kernel (bf16, measured on the default model's shapes)
 
 
 @dataclass(frozen=True)
@@ -168,8 +181,17 @@ def estimate_memory(model: ModelCounts, run: RunSettings) -> MemoryEstimate:
         Item("optimizer step", step, "AdamW's update buffer, after activations are freed", STEP),
         Item("framework", CPU_FRAMEWORK_BYTES if run.device == "cpu" else CUDA_FRAMEWORK_BYTES, framework_note(run)),
     ]  # fmt: skip
+    if run.device == "cpu" and run.compute_bytes < FP32:
+        lengths = attention_lengths(run.tokens_per_forward)
+        items.append(Item("kernel caches", int(lengths * ATTENTION_BACKWARD_BYTES_PER_LENGTH + ONEDNN_KERNEL_CACHE * ONEDNN_KERNEL_BYTES),
+                          f"CPU bf16: attention backward at {lengths} lengths, {ONEDNN_KERNEL_CACHE} oneDNN kernels"))  # fmt: skip
     other = replace(run, gradient_checkpointing=not run.gradient_checkpointing)
     return MemoryEstimate(tuple(items), (checkpointing_note(model, other),))
+
+
+def attention_lengths(tokens: int) -> int:
+    """How many bucketed attention lengths rows of up to `tokens` tokens run at (model/segment_attention.py)."""
+    return len({bucketed_length(n, ATTENTION_BUCKETS_PER_DOUBLING, ATTENTION_SMALLEST_STEP) for n in range(1, tokens + 1)})
 
 
 def residual_bytes(run: RunSettings) -> int:

@@ -28,12 +28,29 @@ def math_exact(completions: list[str], answer: list[str], **kwargs: Any) -> list
     ]
 
 
+def math_close(completions: list[str], answer: list[str], **kwargs: Any) -> list[float]:
+    """Partial credit: 1 for the reference's result, falling linearly to 0 at a relative error of 1 (0 without a number).
+
+    A small model sampling 4-digit arithmetic gets every answer of a group wrong most of the time, so
+    math_exact gives the group no spread and GRPO no gradient; near misses ("84" vs "85") still rank here.
+    """
+    rewards = []
+    for completion, reference in zip(completions, answer):
+        got, expected = last_number(completion), last_number(reference)
+        if got is None or expected is None:
+            rewards.append(0.0)
+            continue
+        error = abs(float(got) - float(expected)) / max(1.0, abs(float(expected)))
+        rewards.append(max(0.0, 1.0 - error))
+    return rewards
+
+
 def format(completions: list[str], **kwargs: Any) -> list[float]:  # noqa: A001 (the name users write in reward_funcs)
     """1 where the answer is written as one equation, `a op b = result`, the form math_4op's answers take."""
     return [float(bool(EQUATION.match(completion or ""))) for completion in completions]
 
 
-BUNDLED: dict[str, Callable[..., list[float]]] = {"math_exact": math_exact, "format": format}
+BUNDLED: dict[str, Callable[..., list[float]]] = {"math_exact": math_exact, "math_close": math_close, "format": format}
 
 
 def load_reward_funcs(names: list[str]) -> list[Callable[..., list[float]]]:
