@@ -7,6 +7,10 @@ length almost every step: the peak memory of a 60-step LoRA run of the default m
 3.0 GB. Padding to a bucketed length costs a little compute and bounds the number of sizes.
 """
 
+# A micro-batch's length (train/micro_batches.py) is rounded up to one of this many sizes per doubling:
+# at most 1/8 more tokens through the matrix products.
+MICRO_BATCH_BUCKETS_PER_DOUBLING = 8
+
 # Each row's attention runs at a bucketed length (model/segment_attention.py): multiples of 64 up to 512
 # tokens, then four sizes per doubling; padding is cheap next to a row's matrix products.
 ATTENTION_BUCKETS_PER_DOUBLING = 4

@@ -16,15 +16,12 @@ import torch
 from glmtune.data.packing import pack_rows
 from glmtune.data.schema import IGNORE_INDEX
 from glmtune.model.adapters import base_model
-from glmtune.model.shape_buckets import bucketed_length
+from glmtune.model.shape_buckets import MICRO_BATCH_BUCKETS_PER_DOUBLING, bucketed_length
 
 SPLITTABLE_KEYS = {"input_ids", "labels", "attention_mask", "position_ids"}
 # At 512 tokens matrix products already run at full speed on a CPU, while activation memory
 # keeps growing with the budget (and, off SDPA, a packed sequence's dense mask with its square).
 CPU_TOKEN_BUDGET = 512
-# A micro-batch's length is rounded up to one of this many sizes per doubling (at most 1/8 more
-# tokens): a few sizes, each with its kernels built once (model/shape_buckets.py).
-LENGTH_BUCKETS_PER_DOUBLING = 8
 
 
 def supports_packed_rows(model: Any) -> bool:
@@ -76,7 +73,7 @@ def packed_micro_batch(sequence: dict[str, list[int]]) -> dict[str, Any]:
     The sequence is filled up to its bucketed length with one more sample that has no labels
     (its own positions, so it attends only to itself): it adds nothing to the loss or gradients.
     """
-    filler = bucketed_length(len(sequence["input_ids"]), LENGTH_BUCKETS_PER_DOUBLING) - len(sequence["input_ids"])
+    filler = bucketed_length(len(sequence["input_ids"]), MICRO_BATCH_BUCKETS_PER_DOUBLING) - len(sequence["input_ids"])
     sequence = {
         "input_ids": sequence["input_ids"] + sequence["input_ids"][-1:] * filler,
         "labels": sequence["labels"] + [IGNORE_INDEX] * filler,
@@ -87,8 +84,8 @@ def packed_micro_batch(sequence: dict[str, list[int]]) -> dict[str, Any]:
 
 
 def single_row(batch: dict[str, torch.Tensor], row: int, length: int) -> dict[str, torch.Tensor]:
-    """One row with its padding cut to its bucketed length (see LENGTH_BUCKETS_PER_DOUBLING), its other inputs unchanged."""
-    return {name: values[row : row + 1, : bucketed_length(length, LENGTH_BUCKETS_PER_DOUBLING)] for name, values in batch.items()}
+    """One row with its padding cut to its bucketed length (see MICRO_BATCH_BUCKETS_PER_DOUBLING), its other inputs unchanged."""
+    return {name: values[row : row + 1, : bucketed_length(length, MICRO_BATCH_BUCKETS_PER_DOUBLING)] for name, values in batch.items()}
 
 
 def split_into_micro_batches(batch: dict[str, Any], token_budget: int, pack: bool) -> list[dict[str, Any]]:
