@@ -11,8 +11,9 @@ from train_helpers import (
 )
 
 from glmtune.errors import ConfigError
+from glmtune.hparams.rollout_args import BUNDLED_REWARDS
+from glmtune.train.rewards import BUNDLED, math_close, math_exact
 from glmtune.train.rewards import format as format_reward
-from glmtune.train.rewards import math_close, math_exact
 
 GRPO_FLAGS = ("--generator_args", "{size: 16, seed: 1}", "--per_device_train_batch_size", "4",
               "--max_completion_length", "8", "--max_steps", "2")  # fmt: skip
@@ -20,6 +21,10 @@ GRPO_FLAGS = ("--generator_args", "{size: 16, seed: 1}", "--per_device_train_bat
 
 def grpo_argv(model_dir: Path, output_dir: Path, *extra: str) -> list[str]:
     return train_argv(model_dir, "math_4op", output_dir, *GRPO_FLAGS, *extra, stage="grpo")
+
+
+def test_the_settings_name_every_bundled_reward():
+    assert BUNDLED_REWARDS == tuple(BUNDLED)
 
 
 def test_bundled_rewards_check_the_result_and_the_form():
