@@ -23,11 +23,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
 from glmtune.model.adapters import base_model
-from glmtune.model.shape_buckets import (
-    ATTENTION_BUCKETS_PER_DOUBLING,
-    ATTENTION_SMALLEST_STEP,
-    bucketed_length,
-)
+from glmtune.model.shape_buckets import attention_length
 
 SEGMENT_ATTENTION = "sdpa_segments"
 # Attention variants that change scores inside a row: only SDPA itself knows how to apply them.
@@ -56,8 +52,7 @@ def bucketed_row_attention(
     the prefix) and the padded queries' outputs are cut off, so the result and its gradients are exact.
     """
     tokens, context = query.shape[2], prefix_key.shape[2]
-    length = bucketed_length(tokens, ATTENTION_BUCKETS_PER_DOUBLING, ATTENTION_SMALLEST_STEP)
-    padded_context = bucketed_length(context, ATTENTION_BUCKETS_PER_DOUBLING, ATTENTION_SMALLEST_STEP) if context else 0
+    length, padded_context = attention_length(tokens), attention_length(context) if context else 0
     query, key, value = (F.pad(tensor, (0, 0, 0, length - tokens)) for tensor in (query, key, value))
     mask = None
     if context:

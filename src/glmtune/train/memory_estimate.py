@@ -39,12 +39,7 @@ query width q, key/value width kv and T tokens per forward pass (a micro-batch, 
 
 from dataclasses import asdict, dataclass, field, replace
 
-from glmtune.model.shape_buckets import (
-    ATTENTION_BUCKETS_PER_DOUBLING,
-    ATTENTION_SMALLEST_STEP,
-    ONEDNN_KERNEL_CACHE,
-    bucketed_length,
-)
+from glmtune.model.shape_buckets import ONEDNN_KERNEL_CACHE, attention_length
 from glmtune.train.chunked_head import CHUNK_ELEMENTS
 
 MIB = 1 << 20
@@ -191,7 +186,7 @@ def estimate_memory(model: ModelCounts, run: RunSettings) -> MemoryEstimate:
 
 def attention_lengths(tokens: int) -> int:
     """How many bucketed attention lengths rows of up to `tokens` tokens run at (model/segment_attention.py)."""
-    return len({bucketed_length(n, ATTENTION_BUCKETS_PER_DOUBLING, ATTENTION_SMALLEST_STEP) for n in range(1, tokens + 1)})
+    return len({attention_length(n) for n in range(1, tokens + 1)})
 
 
 def residual_bytes(run: RunSettings) -> int:
