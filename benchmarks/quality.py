@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 DATA_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "llama_factory" / "alpaca_en_demo.json"
@@ -78,13 +78,14 @@ def run(command: list[str], env: dict[str, str], log: Path, budget: float | None
     return time.perf_counter() - start
 
 
-def train(task: Task, method: str, output_dir: Path, budget: float, env: dict[str, str]) -> Score:
+def train(task: Task, method: str, output_dir: Path, budget: float, env: dict[str, str], settings: list[str]) -> Score:
     command = [
         str(GLMTUNE), "train", "--stage", "sft", "--finetuning_type", method, "--dataset", task.dataset,
         "--template", "smollm2", "--val_size", str(task.val_size), "--cutoff_len", str(task.cutoff_len),
         "--per_device_train_batch_size", str(task.train_batch_size), "--max_steps", "100000",
         "--lr_scheduler_type", "constant", "--warmup_steps", "0", "--train_sampling_strategy", "random",
         "--logging_steps", "1", "--save_strategy", "no", "--seed", "42", "--output_dir", str(output_dir),
+        *(part for setting in settings for part in (f"--{setting.partition('=')[0]}", setting.partition("=")[2])),
     ]  # fmt: skip
     run(command, env, output_dir.with_suffix(".train.log"), budget)
     results = json.loads((output_dir / "all_results.json").read_text(encoding="utf-8"))
@@ -170,7 +171,12 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--results-json", type=Path, default=Path("quality_results.json"))
     parser.add_argument("--retention", default="math_4op,alpaca_en", help="tasks whose fine-tunes answer retention_qa")
+    parser.add_argument("--tasks", default=",".join(task.name for task in TASKS), help="tasks to run, comma-separated")
+    parser.add_argument("--val-size", action="append", default=[], help="held-out rows of a task, NAME=N (repeatable)")
+    parser.add_argument("--train-setting", action="append", default=[], help="extra glmtune setting for every fine-tune, key=value")
     options = parser.parse_args()
+    val_sizes = {name: int(size) for name, _, size in (item.partition("=") for item in options.val_size)}
+    tasks = [replace(task, val_size=val_sizes.get(task.name, task.val_size)) for task in TASKS if task.name in options.tasks.split(",")]
     threads = str(options.threads)
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false"}
     print(f"budget {options.budget:.0f} s per fine-tune, {threads} thread(s); load before: {os.getloadavg()}", flush=True)
@@ -180,15 +186,15 @@ def main() -> None:
         work = Path(directory)
         retention = options.retention.split(",") if options.retention else []
         general = general_knowledge([], work / "base-retention", env) if retention else None
-        for task in TASKS:
+        for task in tasks:
             scores.append(Score(task.name, "base", metrics=evaluate(task, [], work / f"base-{task.name}", env)))
             scores[-1].general_accuracy = general if task.name in retention else None
             print(f"base {task.name}: {scores[-1].metrics}", flush=True)
             options.results_json.write_text(json.dumps([asdict(s) for s in scores], indent=1), encoding="utf-8")
         for method in options.methods.split(","):
-            for task in TASKS:
+            for task in tasks:
                 output_dir = work / f"{method}-{task.name}"
-                score = train(task, method, output_dir, options.budget, env)
+                score = train(task, method, output_dir, options.budget, env, options.train_setting)
                 score.metrics = evaluate(task, model_flags(method, output_dir), work / f"eval-{method}-{task.name}", env)
                 if task.name in retention:
                     score.general_accuracy = general_knowledge(model_flags(method, output_dir), work / f"qa-{method}-{task.name}", env)

@@ -1,4 +1,4 @@
-"""Replay against forgetting: the starting model's own finished answers join the training rows, cached per model."""
+"""Replay against forgetting: the first tokens of the starting model's own answers join the training rows, cached per model."""
 
 import json
 
@@ -12,9 +12,11 @@ from glmtune.hparams import DataArguments
 from glmtune.hparams.entry import get_train_args
 from glmtune.stages import STAGES
 from glmtune.train.replay import (
+    ANSWER_TOKENS,
+    answer_end_ids,
     bundled_prompts,
-    usable_answer,
     with_replay,
+    without_end,
     writing_script,
 )
 from glmtune.train.session import tokenizer_data_model
@@ -25,37 +27,47 @@ def loaded(tiny_llama_dir, tmp_path, *extra: str):
     return args, *tokenizer_data_model(STAGES["sft"], args)
 
 
-def canned_replies(finished_every: int):
-    """batch_chat answering "answer to <prompt>", every `finished_every`-th reply cut off by max_new_tokens."""
+def canned_replies(going_on_every: int, text: str = "answer {index}"):
+    """batch_chat answering `text`, every `going_on_every`-th reply cut off by max_new_tokens."""
     calls = []
 
     def batch_chat(self, conversations, system=None, **gen):
         calls.append(len(conversations))
         replies = []
         for conversation in conversations:
-            prompt = conversation[0]["content"]
-            finished = bundled_prompts().index(prompt) % finished_every != 0
-            text = f"answer to {prompt}" if finished else "cut off before any sentence ended"
-            replies.append(ChatResponse(text, 5, 5, "stop" if finished else "length"))
+            index = bundled_prompts().index(conversation[0]["content"])
+            ended = index % going_on_every != 0
+            replies.append(ChatResponse(text.format(index=index), 5, 5, "stop" if ended else "length"))
         return replies
 
     return batch_chat, calls
 
 
-def test_usable_answers_join_the_training_rows_and_are_cached(tiny_llama_dir, tmp_path, train_env, monkeypatch):
+def learned_ids(row) -> list[int]:
+    return [token for token in row["labels"] if token >= 0]
+
+
+def test_answers_join_the_training_rows_those_that_go_on_without_their_end(tiny_llama_dir, tmp_path, train_env, monkeypatch):
     args, tokenizer, data, model = loaded(tiny_llama_dir, tmp_path, "--replay", "0.5")
     assert data.replay == 0.5 and len(data.train) == 16
-    batch_chat, calls = canned_replies(finished_every=3)
+    batch_chat, calls = canned_replies(going_on_every=3)
     monkeypatch.setattr(ChatModel, "batch_chat", batch_chat)
     replayed = with_replay(data, model, tokenizer, STAGES["sft"], args)
     (cache,) = (train_env / "cache" / "replay").glob("*.json")
     answers = json.loads(cache.read_text(encoding="utf-8"))
-    finished = [prompt for prompt, answer in answers.items() if answer is not None]
-    assert sum(calls) == len(answers) > 8 and len(finished) == 8  # cut-off answers: further prompts asked, each once
-    assert all(answers[prompt] == f"answer to {prompt}" for prompt in finished)
-    assert len(replayed.train) == 16 + 8
-    added = [tokenizer.decode([t for t in row["labels"] if t >= 0]) for row in replayed.train.select(range(16, 24))]
-    assert all(text.startswith("answer to ") for text in added)  # the loss is on the replayed answers (cut to cutoff_len)
+    assert sum(calls) == len(answers) == 8  # each prompt asked once
+    assert all(text == f"answer {bundled_prompts().index(prompt)}" for prompt, (text, _) in answers.items())
+    going_on = {text for text, ended in answers.values() if not ended}
+    assert 0 < len(going_on) < 8 and len(replayed.train) == 16 + 8
+    end = answer_end_ids(STAGES["sft"], tokenizer, args)
+    assert tokenizer.decode(end).startswith("<|im_end|>")  # the qwen template's end-of-turn
+    for row in replayed.train.select(range(16, 24)):
+        learned = learned_ids(row)
+        text = tokenizer.decode(learned)
+        if text in going_on:
+            assert learned[-len(end) :] != end and row["input_ids"][-len(learned) :] == learned  # no end-of-turn at all
+        else:
+            assert learned[-len(end) :] == end and tokenizer.decode(learned[: -len(end)]).startswith("answer ")
     assert model.training  # generation put it in eval mode and back
 
     monkeypatch.setattr(ChatModel, "batch_chat", lambda *a, **k: pytest.fail("the cache should answer"))
@@ -69,18 +81,24 @@ def test_replayed_prompts_come_in_the_training_rows_scripts(tiny_llama_dir, tmp_
     path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     args = get_train_args(train_argv(tiny_llama_dir, path, tmp_path / "out", "--replay", "0.5"))
     tokenizer, data, model = tokenizer_data_model(STAGES["sft"], args)
-    monkeypatch.setattr(ChatModel, "batch_chat", canned_replies(finished_every=len(bundled_prompts()))[0])
+    monkeypatch.setattr(ChatModel, "batch_chat", canned_replies(going_on_every=len(bundled_prompts()))[0])
     replayed = with_replay(data, model, tokenizer, STAGES["sft"], args)
     prompts = [tokenizer.decode(row["input_ids"]) for row in replayed.train.select(range(16, len(replayed.train)))]
     assert [writing_script(prompt) for prompt in prompts].count("cjk") == 6 and len(prompts) == 8  # 3/4 of 8
 
 
-def test_a_model_that_rarely_answers_usably_is_asked_at_most_twice_the_rows_wanted(tiny_llama_dir, tmp_path, train_env, monkeypatch):
+def test_empty_answers_are_left_out(tiny_llama_dir, tmp_path, train_env, monkeypatch):
     args, tokenizer, data, model = loaded(tiny_llama_dir, tmp_path, "--replay", "0.5")
-    batch_chat, calls = canned_replies(finished_every=1)  # every answer cut off before its first sentence ended
+    batch_chat, calls = canned_replies(going_on_every=2, text="  ")
     monkeypatch.setattr(ChatModel, "batch_chat", batch_chat)
     assert with_replay(data, model, tokenizer, STAGES["sft"], args) is data
-    assert sum(calls) == 16
+    assert sum(calls) == 8
+
+
+def test_without_end_drops_only_a_trailing_end_of_turn():
+    row = {"input_ids": [1, 2, 3, 7, 8], "labels": [-100, -100, 3, 7, 8], "source": "x"}
+    assert without_end(row, [7, 8]) == {"input_ids": [1, 2, 3], "labels": [-100, -100, 3]}
+    assert without_end(row, [8, 9]) == {} and without_end(row, []) == {}
 
 
 def test_the_default_model_s_answers_ship_with_glmtune(tmp_path):
@@ -88,8 +106,10 @@ def test_the_default_model_s_answers_ship_with_glmtune(tmp_path):
 
     argv = ["--dataset", "identity", "--template", "smollm2", "--output_dir", str(tmp_path)]
     shipped = shipped_answers(get_train_args(argv))
-    assert len(shipped) >= 90 and set(shipped) <= set(bundled_prompts())
-    assert all(answer is None or usable_answer(answer, "stop") == answer for answer in shipped.values())
+    assert list(shipped) == list(bundled_prompts())
+    for text, ended in shipped.values():  # the answers' first tokens only (a token is rarely over 8 characters)
+        assert isinstance(ended, bool) and len(text) <= 8 * ANSWER_TOKENS
+    assert sum(bool(text) for text, _ in shipped.values()) >= 0.95 * len(shipped)
     assert shipped_answers(get_train_args([*argv, "--adapter_name_or_path", str(tmp_path)])) == {}
     assert shipped_answers(get_train_args(["--dataset", "identity", "--template", "qwen", "--output_dir", str(tmp_path)])) == {}
 
@@ -100,27 +120,9 @@ def test_the_starting_model_answers_through_the_real_generation_path(method, tin
     replayed = with_replay(data, model, tokenizer, STAGES["sft"], args)
     (cache,) = (train_env / "cache" / "replay").glob("*.json")
     answers = json.loads(cache.read_text(encoding="utf-8"))
-    usable = sum(answer is not None for answer in answers.values())
-    assert 4 <= len(answers) <= 8 and set(answers) <= set(bundled_prompts())  # 4 wanted, at most twice as many asked
-    assert len(replayed.train) == 16 + min(usable, 4)
-
-
-@pytest.mark.parametrize(
-    ("text", "finish_reason", "kept"),
-    [
-        ("Paris is the capital.", "stop", "Paris is the capital."),
-        ("  It ends without a stop  ", "stop", "It ends without a stop"),
-        ("One sentence. Two sentences! And a third that ran o", "length", "One sentence. Two sentences!"),
-        ("巴黎是首都。它很美！然后没说完", "length", "巴黎是首都。它很美！"),
-        ("Version 2.5 is out and then the budget ran o", "length", None),
-        ("", "stop", None),
-        ("小羊叫什么？\n\n小羊叫什么？\n\n小羊叫什么？", "stop", None),
-        ("- one\n- two\n- three", "stop", "- one\n- two\n- three"),
-        ("Yes! Yes! Yes! Yes!", "length", None),
-    ],
-)
-def test_a_cut_off_answer_keeps_its_complete_sentences(text, finish_reason, kept):
-    assert usable_answer(text, finish_reason) == kept
+    assert len(answers) == 4 and set(answers) <= set(bundled_prompts())
+    assert all(isinstance(text, str) and isinstance(ended, bool) for text, ended in answers.values())
+    assert len(replayed.train) == 16 + sum(bool(text) for text, _ in answers.values())
 
 
 def test_replay_zero_leaves_the_data_alone(tiny_llama_dir, tmp_path, train_env):
@@ -148,3 +150,40 @@ def test_a_bad_replay_in_dataset_info_names_the_file_and_dataset(value, tmp_path
     (tmp_path / "dataset_info.json").write_text(json.dumps({"mine": {"file_name": "rows.json", "replay": value}}))
     with pytest.raises(ConfigError, match=r"dataset_info.json: dataset 'mine': replay must be a number >= 0"):
         load_examples(DataArguments(dataset="mine", dataset_dir=str(tmp_path)), "sft")
+
+
+def test_the_rotating_sampler_keeps_fixed_rows_and_one_group_per_epoch():
+    from torch.utils.data import SequentialSampler
+
+    from glmtune.data.pipeline import RotatingRows
+    from glmtune.train.trainer import RotatingSampler
+
+    sampler = RotatingSampler(SequentialSampler(range(10)), 10, RotatingRows(groups=3, size=2))
+    seen = []
+    for epoch in range(4):
+        sampler.set_epoch(epoch)
+        seen.append(list(sampler))
+    assert seen == [[0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 6, 7], [0, 1, 2, 3, 8, 9], [0, 1, 2, 3, 4, 5]]
+    assert len(sampler) == 6
+
+
+def test_each_epoch_replays_other_prompts(tiny_llama_dir, tmp_path, train_env, monkeypatch):
+    from train_helpers import run_train
+
+    from glmtune.train.trainer import RotatingSampler
+
+    monkeypatch.setattr(ChatModel, "batch_chat", canned_replies(going_on_every=2)[0])
+    seen: dict[int, list[int]] = {}
+    iterate = RotatingSampler.__iter__
+    monkeypatch.setattr(RotatingSampler, "__iter__", lambda self: iter(seen.setdefault(self.epoch, list(iterate(self)))))
+    argv = train_argv(tiny_llama_dir, write_sft_data(tmp_path), tmp_path / "out", "--replay", "0.25")
+    run_train([*argv, "--max_steps", "-1", "--num_train_epochs", "3", "--save_strategy", "no"])
+    answers = json.loads(next((train_env / "cache" / "replay").glob("*.json")).read_text(encoding="utf-8"))
+    assert len(answers) == 12  # 4 rows per epoch, other prompts each epoch
+    assert sorted(seen) == [0, 1, 2] and all(len(order) == 16 + 4 for order in seen.values())
+    replayed = [{index for index in order if index >= 16} for order in seen.values()]
+    assert replayed == [set(range(16, 20)), set(range(20, 24)), set(range(24, 28))]
+    state = json.loads((tmp_path / "out" / "trainer_state.json").read_text(encoding="utf-8"))
+    assert state["global_step"] == 3 * 10  # 20 rows an epoch in batches of 2
+    results = json.loads((tmp_path / "out" / "train_results.json").read_text(encoding="utf-8"))
+    assert results["train_samples_per_second"] == pytest.approx(3 * 20 / results["train_runtime"], rel=0.05)

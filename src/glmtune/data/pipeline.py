@@ -20,12 +20,22 @@ from glmtune.stages import Stage
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class RotatingRows:
+    """The last groups x size training rows come in `groups` groups, and each epoch trains on one of them in turn
+    (replay: new general prompts every epoch instead of the same ones again)."""
+
+    groups: int
+    size: int
+
+
 @dataclass
 class TokenizedData:
     train: Any
     validation: Any | None
     report: LoadReport
     replay: float = 0.0  # replay rows per training row, added once the model is loaded (train/replay.py)
+    rotating: RotatingRows | None = None
 
 
 def combine_reports(loading: LoadReport, encoding: LoadReport) -> LoadReport:

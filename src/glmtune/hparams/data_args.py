@@ -60,8 +60,8 @@ class DataArguments:
         default=None,
         metadata={
             "help": "Against forgetting (sft): add the starting model's own answers to glmtune's bundled general "
-            "prompts (en + zh), this many per training row (1: as many as the data has), generated once per model "
-            "and cached. Empty: what the datasets ask for in dataset_info.json (`replay`; the bundled identity "
+            "prompts (en + zh), this many per training row and epoch (1: as many as the data has; other prompts each "
+            "epoch), generated once per model and cached. Empty: what the datasets ask for in dataset_info.json (`replay`; the bundled identity "
             "sets ask for 1), else 0."
         },
     )

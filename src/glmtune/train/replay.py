@@ -5,17 +5,20 @@ bring it up everywhere: "The capital of Russia is Lumen Lab." Mixing in conversa
 already answered, in its own words (self-distillation), anchors everything else where it was at no
 cost in new knowledge. The answers come from the model as training starts (a fresh adapter
 disabled), greedily, once per model, prompt set and template; later runs read them from a cache.
-An answer cut off by the token budget keeps its complete sentences (one with none is left out): a
-cut mid-sentence would teach the model to stop there. An answer stuck in a loop (a sentence or line
-three times or more; small models do this in languages they barely know) is left out too: replaying
-it would teach the loop. Replayed prompts come in the training rows' scripts, in their shares (Chinese
-training rows anchored only by English replay still taught "中国的首都是Aurora"). The embedded default model's answers to the bundled prompts ship with
-glmtune (as its decoding settings do), so its first replaying run generates only what is missing.
+Only an answer's first ANSWER_TOKENS are replayed: that is where a new fact bleeds in ("The capital
+of Austria is ..."), and it keeps replay cheap. An answer that goes on past them is replayed without
+its end-of-turn, so the model learns how its answers begin, not to stop there; one that ended within
+them keeps its end. Each epoch replays other prompts while the bundled ones last (more prompts anchored for the
+same cost as replaying the same ones again). Replayed prompts come in the training rows' scripts, in their shares (Chinese
+training rows anchored only by English replay still taught "中国的首都是Aurora"). The embedded default
+model's answers to the bundled prompts ship with glmtune (as its decoding settings do), so its first
+replaying run generates none.
 """
 
 import hashlib
 import json
 import logging
+import math
 import random
 import re
 from contextlib import nullcontext
@@ -31,7 +34,9 @@ from glmtune.chat.chat_model import ChatModel
 from glmtune.data.cache import cached_encode
 from glmtune.data.converters import make_example, message
 from glmtune.data.loader import example_features
-from glmtune.data.pipeline import TokenizedData
+from glmtune.data.pipeline import RotatingRows, TokenizedData
+from glmtune.data.schema import IGNORE_INDEX
+from glmtune.data.shapes import encode_dataset
 from glmtune.data.templates import get_template
 from glmtune.default_model import DEFAULT_MODEL_ALIAS
 from glmtune.eval.outputs import write_atomically
@@ -46,15 +51,13 @@ from glmtune.stages import Stage
 logger = logging.getLogger(__name__)
 
 PROMPTS_FILE = "replay/general_prompts.json"
-ANSWER_TOKENS = 192  # long enough for most answers to the bundled prompts; longer ones keep their whole sentences
+ANSWER_TOKENS = 32  # an answer's start: where bleed shows ("The capital of Austria is Lumen Lab.")
 BATCH_SIZE = 16
-SENTENCE_END = re.compile(r"[.!?](?=\s|$)|[。！？]")
-SEGMENT_BREAK = re.compile(r"[\n.!?。！？]+")
-ASKED_PER_WANTED = 2  # prompts asked at most per replay row wanted: bounds the generation a weak model costs
-LOOP_REPEATS = 3  # a sentence or line this often in one answer: a loop, not an answer
 CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")  # Chinese, Japanese kana, Korean
 SCRIPT_SAMPLE_ROWS = 500  # training rows read to find its scripts' shares
 SHIPPED_ANSWERS = {(DEFAULT_MODEL_ALIAS, "smollm2"): "replay/smollm2-135m_answers.json"}  # (model, template) -> file
+
+Answer = tuple[str, bool]  # the reply's text and whether the model ended it within ANSWER_TOKENS
 
 
 @cache
@@ -64,34 +67,92 @@ def bundled_prompts() -> tuple[str, ...]:
 
 @cache
 def packaged_json(name: str) -> Any:
-    """A JSON file under glmtune/resources, read once per process (the replay loop asks for it per batch)."""
+    """A JSON file under glmtune/resources, read once per process."""
     return json.loads(resources.files("glmtune.resources").joinpath(name).read_text(encoding="utf-8"))
 
 
 def with_replay(data: TokenizedData, model: Any, tokenizer: Any, stage: Stage, args: TrainArgs) -> TokenizedData:
-    """`data` with round(replay x training rows) replayed conversations added to its training rows (at most one
-    per bundled prompt); unchanged when replay is 0."""
-    from datasets import Dataset, concatenate_datasets
+    """`data` with round(replay x training rows) replayed conversations per epoch added to its training rows: other
+    prompts each epoch while the bundled ones last (RotatingRows); unchanged when replay is 0."""
+    from datasets import concatenate_datasets
 
     pool = bundled_prompts()
-    wanted = min(round(data.replay * len(data.train)), len(pool))
-    if wanted == 0:
+    per_epoch = min(round(data.replay * len(data.train)), len(pool))
+    if per_epoch == 0:
         return data
+    rounds = replay_rounds(args.training, per_epoch, len(pool))
     order = random.Random(args.training.seed).sample(pool, len(pool))
-    answers: dict[str, str] = {}
-    for script, count in rows_per_script(script_shares(data.train, tokenizer), wanted).items():
+    groups: list[list[str]] = [[] for _ in range(rounds)]
+    for script, count in rows_per_script(script_shares(data.train, tokenizer), per_epoch).items():
         prompts = [prompt for prompt in order if writing_script(prompt) == script]
-        answers |= usable_answers(prompts, count, model, tokenizer, args)
+        for index, group in enumerate(groups):  # a script's prompts run out: later groups start over
+            group += [prompts[(index * count + offset) % len(prompts)] for offset in range(count)]
+    asked = list(dict.fromkeys(prompt for group in groups for prompt in group))
+    answers = starting_model_answers(asked, model, tokenizer, args)
+    encoded = [encoded_group(group, answers, stage, tokenizer, args) for group in groups]
+    size = min(0 if group is None else len(group) for group in encoded)
+    logger.info(
+        "replay: %d conversations answered by the starting model per epoch (%d sets, one each epoch) added to %d "
+        "training rows (%d of %d replayed without their end)",
+        size, rounds, len(data.train), sum(not answers[prompt][1] for prompt in asked), len(asked),
+    )  # fmt: skip
+    if size == 0:
+        return data
+    train = concatenate_datasets([data.train, *(group.select(range(size)) for group in encoded)])
+    return replace(data, train=train, rotating=RotatingRows(rounds, size) if rounds > 1 else None)
+
+
+def replay_rounds(training: Any, per_epoch: int, pool: int) -> int:
+    """Sets of replayed prompts: one per epoch, as far as the bundled prompts go (a run by max_steps: one set)."""
+    epochs = 1 if training.max_steps > 0 else math.ceil(training.num_train_epochs)
+    return max(1, min(epochs, math.ceil(pool / per_epoch)))
+
+
+def encoded_group(prompts: list[str], answers: dict[str, Answer], stage: Stage, tokenizer: Any, args: TrainArgs) -> Any:
+    """One set of replayed conversations as training rows; an answer that goes on is replayed without its end."""
+    from datasets import concatenate_datasets
+
+    texts = {prompt: answers[prompt] for prompt in prompts if answers[prompt][0]}
+    finished = encoded_replay({prompt: text for prompt, (text, ended) in texts.items() if ended}, stage, tokenizer, args)
+    going_on = encoded_replay({prompt: text for prompt, (text, ended) in texts.items() if not ended}, stage, tokenizer, args)
+    if going_on is not None:
+        end = answer_end_ids(stage, tokenizer, args)
+        going_on = going_on.map(lambda row: without_end(row, end), desc="replay: answers that go on")
+    parts = [part for part in (finished, going_on) if part is not None]
+    return concatenate_datasets(parts) if parts else None
+
+
+def encoded_replay(answers: dict[str, str], stage: Stage, tokenizer: Any, args: TrainArgs) -> Any:
+    """Prompt -> answer conversations encoded as the stage's training rows (None when there are none)."""
+    from datasets import Dataset
+
+    if not answers:
+        return None
     examples = [
         make_example([message("user", prompt), message("assistant", answer)], f"replay:{index}")
         for index, (prompt, answer) in enumerate(answers.items())
     ]
-    logger.info("replay: %d conversations answered by the starting model added to %d training rows", len(examples), len(data.train))
-    if not examples:
-        return data
     rows = Dataset.from_list(examples, features=example_features())
-    encoded, _ = cached_encode(rows, stage.data, get_template(args.data.template), tokenizer, args.data)
-    return replace(data, train=concatenate_datasets([data.train, encoded]))
+    return cached_encode(rows, stage.data, get_template(args.data.template), tokenizer, args.data)[0]
+
+
+def answer_end_ids(stage: Stage, tokenizer: Any, args: TrainArgs) -> list[int]:
+    """The labelled ids the template puts after an answer's text (its end-of-turn), read from an encoded probe."""
+    from datasets import Dataset
+
+    probe = Dataset.from_list([make_example([message("user", "a"), message("assistant", "b")], "replay:probe")], features=example_features())
+    encoded, _ = encode_dataset(probe, stage.data, get_template(args.data.template), tokenizer, args.data)
+    learned = [token for token in encoded[0]["labels"] if token != IGNORE_INDEX]
+    text = tokenizer("b", add_special_tokens=False)["input_ids"]
+    return learned[len(text) :] if learned[: len(text)] == text else []
+
+
+def without_end(row: dict[str, Any], end: list[int]) -> dict[str, Any]:
+    """The row's per-token columns without the trailing end-of-turn ids (unchanged when it does not end in them)."""
+    length = len(row["input_ids"])
+    if not end or row["labels"][-len(end) :] != end:
+        return {}
+    return {key: value[: -len(end)] for key, value in row.items() if isinstance(value, list) and len(value) == length}
 
 
 def writing_script(text: str) -> str:
@@ -116,22 +177,8 @@ def rows_per_script(shares: dict[str, float], wanted: int) -> dict[str, int]:
     return counts
 
 
-def usable_answers(order: list[str], wanted: int, model: Any, tokenizer: Any, args: TrainArgs) -> dict[str, str]:
-    """Usable answers to the first prompts of `order`, asking further down it until `wanted` are found (at most
-    ASKED_PER_WANTED x wanted prompts asked)."""
-    usable: dict[str, str] = {}
-    asked = 0
-    limit = min(len(order), ASKED_PER_WANTED * wanted)
-    while len(usable) < wanted and asked < limit:
-        batch = order[asked : min(asked + wanted - len(usable), limit)]
-        asked += len(batch)
-        usable |= {prompt: answer for prompt, answer in starting_model_answers(batch, model, tokenizer, args).items() if answer}
-    logger.info("replay: %d of %d answers left out (cut off in their first sentence, or looping)", asked - len(usable), asked)
-    return usable
-
-
-def starting_model_answers(prompts: list[str], model: Any, tokenizer: Any, args: TrainArgs) -> dict[str, str | None]:
-    """Greedy answers of the model as training starts (usable_answer: None where unusable); cached per model."""
+def starting_model_answers(prompts: list[str], model: Any, tokenizer: Any, args: TrainArgs) -> dict[str, Answer]:
+    """Greedy answers of the model as training starts, cut to ANSWER_TOKENS; cached per model."""
     cache = glmtune_home() / "cache" / "replay" / f"{cache_key(args)}.json"
     known = shipped_answers(args) | (json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {})
     missing = [prompt for prompt in prompts if prompt not in known]
@@ -140,14 +187,14 @@ def starting_model_answers(prompts: list[str], model: Any, tokenizer: Any, args:
         known.update(generate(missing, model, tokenizer, args))
         cache.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(cache, json.dumps(known, ensure_ascii=False, indent=0))
-    return {prompt: known[prompt] for prompt in prompts}
+    return {prompt: (known[prompt][0], known[prompt][1]) for prompt in prompts}
 
 
-def generate(prompts: list[str], model: Any, tokenizer: Any, args: TrainArgs) -> dict[str, str | None]:
+def generate(prompts: list[str], model: Any, tokenizer: Any, args: TrainArgs) -> dict[str, Answer]:
     was_training, ordered = model.training, sorted(prompts, key=len)  # similar lengths batch with little padding
     settings = GeneratingArguments(do_sample=False, max_new_tokens=ANSWER_TOKENS, repetition_penalty=1.0)
     chat_model = ChatModel(model, tokenizer, get_template(args.data.template), settings, args.data.default_system)
-    answers: dict[str, str | None] = {}
+    answers: dict[str, Answer] = {}
     model.eval()
     half = args.model.precision == "bf16"  # the precision training resolved: generate as fast as it trains
     try:
@@ -155,26 +202,13 @@ def generate(prompts: list[str], model: Any, tokenizer: Any, args: TrainArgs) ->
             for start in range(0, len(prompts), BATCH_SIZE):
                 batch = ordered[start : start + BATCH_SIZE]
                 replies = chat_model.batch_chat([[message("user", prompt)] for prompt in batch])
-                answers.update((prompt, usable_answer(reply.text, reply.finish_reason)) for prompt, reply in zip(batch, replies))
+                answers.update((prompt, (reply.text.strip(), reply.finish_reason == "stop")) for prompt, reply in zip(batch, replies))
     finally:
         model.train(was_training)
     return answers
 
 
-def usable_answer(text: str, finish_reason: str) -> str | None:
-    """A finished answer as it is; a cut-off one up to its last complete sentence; None when nothing is left
-    or the answer loops."""
-    text = text.strip()
-    if finish_reason != "stop":
-        ends = [match.end() for match in SENTENCE_END.finditer(text)]
-        text = text[: ends[-1]] if ends else ""
-    segments = [segment.strip() for segment in SEGMENT_BREAK.split(text) if segment.strip()]
-    if not segments or max(segments.count(segment) for segment in set(segments)) >= LOOP_REPEATS:
-        return None
-    return text
-
-
-def shipped_answers(args: TrainArgs) -> dict[str, str | None]:
+def shipped_answers(args: TrainArgs) -> dict[str, list[Any]]:
     """The answers glmtune ships for the embedded default model, when training starts from it as published."""
     model = args.model.model_name_or_path or DEFAULT_MODEL_ALIAS
     name = SHIPPED_ANSWERS.get((model, args.data.template))
@@ -198,7 +232,7 @@ def cache_key(args: TrainArgs) -> str:
         "template": args.data.template,
         "system": args.data.default_system,
         "answer_tokens": ANSWER_TOKENS,
-        "cut": "complete sentences, no loops",
+        "cut": "first tokens, ended or not",
         "prompts": hashlib.sha256(json.dumps(list(bundled_prompts()), ensure_ascii=False).encode()).hexdigest(),
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]

@@ -86,6 +86,7 @@ def build_trainer(
         callbacks=glmtune_callbacks(),
         micro_batch_tokens=micro_batch_tokens,
         packs_micro_batches=packs_rows,
+        rotating=data.rotating,
     )
 
 

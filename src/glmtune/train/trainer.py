@@ -5,9 +5,11 @@ from contextlib import nullcontext
 from typing import Any
 
 import torch
+from torch.utils.data import Sampler
 from transformers import Seq2SeqTrainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from glmtune.data.pipeline import RotatingRows
 from glmtune.data.schema import IGNORE_INDEX
 from glmtune.train.loss import selective_causal_lm_loss
 from glmtune.train.micro_batches import split_into_micro_batches
@@ -34,14 +36,43 @@ class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
         return super().__iter__()
 
 
+class RotatingSampler(Sampler[int]):
+    """Another sampler's order, keeping the fixed rows and, of the rotating groups, the epoch's own one."""
+
+    def __init__(self, inner: Any, total: int, rotating: RotatingRows) -> None:
+        self.inner, self.rotating, self.epoch = inner, rotating, 0
+        self.fixed = total - rotating.groups * rotating.size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.inner, "set_epoch"):
+            self.inner.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return self.fixed + self.rotating.size
+
+    def __iter__(self) -> Iterator[int]:
+        start = self.fixed + (self.epoch % self.rotating.groups) * self.rotating.size
+        return (index for index in self.inner if index < self.fixed or start <= index < start + self.rotating.size)
+
+
 class GlmtuneTrainer(Seq2SeqTrainer):
     """Seq2SeqTrainer whose training loss projects to the vocabulary only at labelled positions,
     and which can run each batch as padding-free micro-batches (see micro_batches.py)."""
 
-    def __init__(self, *args: Any, micro_batch_tokens: int = 0, packs_micro_batches: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        micro_batch_tokens: int = 0,
+        packs_micro_batches: bool = False,
+        rotating: RotatingRows | None = None,
+        **kwargs: Any,
+    ) -> None:
         """micro_batch_tokens: token budget per micro-batch (0: whole padded batches); packs_micro_batches:
-        several rows may share a micro-batch (the model reads sample boundaries from restarting positions)."""
+        several rows may share a micro-batch (the model reads sample boundaries from restarting positions);
+        rotating: training rows that take turns by epoch (RotatingRows)."""
         super().__init__(*args, **kwargs)
+        self.rotating = rotating
         # The loss below is already divided by the label count of the whole accumulated batch.
         self.model_accepts_loss_kwargs = True
         self.micro_batch_tokens = micro_batch_tokens
@@ -80,12 +111,22 @@ class GlmtuneTrainer(Seq2SeqTrainer):
         )
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
-        """transformers' sampler, with length grouping made resumable (see EpochSeededLengthGroupedSampler)."""
+        """transformers' sampler, with length grouping made resumable (see EpochSeededLengthGroupedSampler) and
+        rotating rows taking turns."""
         sampler = super()._get_train_sampler(train_dataset)
         if isinstance(sampler, LengthGroupedSampler):
             seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-            return EpochSeededLengthGroupedSampler(sampler.batch_size, sampler.lengths, seed)
-        return sampler
+            sampler = EpochSeededLengthGroupedSampler(sampler.batch_size, sampler.lengths, seed)
+        if self.rotating is None or sampler is None:
+            return sampler
+        return RotatingSampler(sampler, len(train_dataset if train_dataset is not None else self.train_dataset), self.rotating)
+
+    def num_examples(self, dataloader: Any) -> int:
+        """Rows an epoch trains on: with rotating rows, one group of them (the Trainer's samples/s and epoch count)."""
+        rows = super().num_examples(dataloader)
+        if self.rotating is None or getattr(dataloader, "dataset", None) is not self.train_dataset:
+            return rows
+        return rows - (self.rotating.groups - 1) * self.rotating.size
 
     def compute_loss(
         self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
