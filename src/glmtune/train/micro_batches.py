@@ -16,7 +16,10 @@ import torch
 from glmtune.data.packing import pack_rows
 from glmtune.data.schema import IGNORE_INDEX
 from glmtune.model.adapters import base_model
-from glmtune.model.shape_buckets import MICRO_BATCH_BUCKETS_PER_DOUBLING, bucketed_length
+from glmtune.model.shape_buckets import (
+    MICRO_BATCH_BUCKETS_PER_DOUBLING,
+    bucketed_length,
+)
 
 SPLITTABLE_KEYS = {"input_ids", "labels", "attention_mask", "position_ids"}
 # At 512 tokens matrix products already run at full speed on a CPU, while activation memory
