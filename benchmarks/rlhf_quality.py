@@ -224,7 +224,7 @@ def run_grpo(options: argparse.Namespace) -> None:
     short_dir = work / f"sft_{options.sft_steps}"
     short_flags = ["--stage", "sft", *data, "--max_steps", str(options.sft_steps)]
     short = glmtune_train(short_flags, short_dir, options, timed=True)
-    named = "_".join(setting.replace("=", "-") for setting in options.grpo_setting)
+    named = "_".join(setting.replace("=", "-").replace(",", "+") for setting in options.grpo_setting)  # a comma splits adapter lists
     grpo_dir = work / "_".join(filter(None, ("grpo", str(options.sft_steps), str(options.grpo_steps), named)))
     grpo_flags = ["--stage", "grpo", *data, "--reward_funcs", "math_exact,format",
                   "--max_steps", str(options.grpo_steps), "--adapter_name_or_path", str(short_dir),

@@ -56,8 +56,10 @@ def test_identity_file_is_bilingual_varied_and_uses_placeholders():
 
 def test_preference_file_is_pairwise_and_bilingual():
     rows = read_resource("preference.json")
-    assert 30 <= len(rows) <= 60
+    assert 60 <= len(rows) <= 120
     assert all(row["chosen"] and row["rejected"] and row["chosen"] != row["rejected"] for row in rows)
+    shorter = sum(len(row["chosen"]) < len(row["rejected"]) for row in rows)  # not a lesson that longer is better
+    assert 0.4 <= shorter / len(rows) <= 0.6
     chinese = sum(has_chinese(row["instruction"]) for row in rows)
     assert 0 < chinese < len(rows)
 
