@@ -187,3 +187,22 @@ def test_each_epoch_replays_other_prompts(tiny_llama_dir, tmp_path, train_env, m
     assert state["global_step"] == 3 * 10  # 20 rows an epoch in batches of 2
     results = json.loads((tmp_path / "out" / "train_results.json").read_text(encoding="utf-8"))
     assert results["train_samples_per_second"] == pytest.approx(3 * 20 / results["train_runtime"], rel=0.05)
+
+
+def test_a_resumed_run_replays_the_same_rows_each_epoch(tiny_llama_dir, tmp_path, train_env):
+    import shutil
+
+    from train_helpers import run_train, step_losses
+
+    dataset = write_sft_data(tmp_path)
+    flags = ("--replay", "0.25", "--max_steps", "-1", "--num_train_epochs", "3", "--save_steps", "4",
+             "--save_total_limit", "100", "--seed", "7", "--data_seed", "7")  # fmt: skip
+    run_a, run_b = tmp_path / "a", tmp_path / "b"
+    run_train(train_argv(tiny_llama_dir, dataset, run_a, *flags))
+    run_b.mkdir()
+    shutil.copytree(run_a / "checkpoint-12", run_b / "checkpoint-12")  # 10 steps an epoch: inside the second
+    run_train(train_argv(tiny_llama_dir, dataset, run_b, *flags, "--resume_from_checkpoint", "auto"))
+    expected, actual = step_losses(run_a), step_losses(run_b)
+    assert sorted(actual) == list(range(13, 31))
+    for step in actual:
+        assert actual[step] == pytest.approx(expected[step], abs=1e-4), f"step {step}"
