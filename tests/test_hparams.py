@@ -131,3 +131,10 @@ def test_export_takes_chatglm_efficient_tuning_output_dir():
 def test_evaluation_flags_alone_mean_no_training(argv, trains):
     args = get_train_args(["--dataset", "d", "--output_dir", "o", "--val_size", "0.2", "--predict_with_generate", *argv])
     assert args.training.do_train is trains
+
+
+def test_an_adapter_directory_with_a_comma_in_its_name_is_named_in_the_error(tmp_path):
+    adapter = tmp_path / "grpo_reward_funcs-a,b"
+    adapter.mkdir()
+    with pytest.raises(ConfigError, match=r"a comma separates adapters, and this directory has one in its name"):
+        get_infer_args(["--adapter_name_or_path", str(adapter)])

@@ -4,6 +4,7 @@ Each check returns problems as strings; all problems are reported together so a 
 fixes a config in one pass instead of one error per run.
 """
 
+from pathlib import Path
 from typing import Any
 
 from glmtune.errors import ConfigError
@@ -24,6 +25,12 @@ def check_model(model_args: ModelArguments) -> list[str]:
     adapters = split_names(model_args.adapter_name_or_path)
     if model_args.adapter_name_or_path is not None and not adapters:
         problems.append("adapter_name_or_path is empty: give adapter directories, comma-separated")
+    whole = Path(model_args.adapter_name_or_path or "").expanduser()
+    if len(adapters) > 1 and whole.is_dir():
+        problems.append(
+            f"adapter_name_or_path={model_args.adapter_name_or_path}: a comma separates adapters, and this directory "
+            "has one in its name; rename it (or link it) without the comma"
+        )
     return problems
 
 
