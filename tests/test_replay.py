@@ -206,3 +206,16 @@ def test_a_resumed_run_replays_the_same_rows_each_epoch(tiny_llama_dir, tmp_path
     assert sorted(actual) == list(range(13, 31))
     for step in actual:
         assert actual[step] == pytest.approx(expected[step], abs=1e-4), f"step {step}"
+
+
+def test_no_replayed_prompt_is_a_retention_question():
+    """Replay must not train on what the retention sets measure."""
+    import csv
+    from importlib import resources
+
+    retention = resources.files("glmtune.resources").joinpath("retention")
+    questions = {row["question"].strip() for row in json.loads(retention.joinpath("qa.json").read_text(encoding="utf-8"))}
+    for split in ("dev", "test"):
+        for table in retention.joinpath("mcq", split).iterdir():
+            questions |= {row["question"].strip() for row in csv.DictReader(table.read_text(encoding="utf-8").splitlines())}
+    assert len(questions) > 400 and not questions & {prompt.strip() for prompt in bundled_prompts()}
