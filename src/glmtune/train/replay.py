@@ -8,11 +8,11 @@ disabled), greedily, once per model, prompt set and template; later runs read th
 Only an answer's first ANSWER_TOKENS are replayed: that is where a new fact bleeds in ("The capital
 of Austria is ..."), and it keeps replay cheap. An answer that goes on past them is replayed without
 its end-of-turn, so the model learns how its answers begin, not to stop there; one that ended within
-them keeps its end. Each epoch replays other prompts while the bundled ones last (more prompts anchored for the
-same cost as replaying the same ones again). Replayed prompts come in the training rows' scripts, in their shares (Chinese
-training rows anchored only by English replay still taught "中国的首都是Aurora"). The embedded default
-model's answers to the bundled prompts ship with glmtune (as its decoding settings do), so its first
-replaying run generates none.
+them keeps its end. Each epoch replays other prompts while the bundled ones last: more prompts anchored
+for the cost of replaying the same ones again. Replayed prompts come in the training rows' scripts, in
+their shares (Chinese training rows anchored only by English replay still taught "中国的首都是Aurora").
+The embedded default model's answers to the bundled prompts ship with glmtune (as its decoding settings
+do), so its first replaying run generates none.
 """
 
 import hashlib
