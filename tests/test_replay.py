@@ -7,6 +7,7 @@ from train_helpers import train_argv, train_env, write_sft_data  # noqa: F401
 
 from glmtune.chat.chat_model import ChatModel, ChatResponse
 from glmtune.data.loader import load_examples
+from glmtune.data.templates.catalogue import TEMPLATES
 from glmtune.errors import ConfigError
 from glmtune.hparams import DataArguments
 from glmtune.hparams.entry import get_train_args
@@ -219,3 +220,23 @@ def test_no_replayed_prompt_is_a_retention_question():
         for table in retention.joinpath("mcq", split).iterdir():
             questions |= {row["question"].strip() for row in csv.DictReader(table.read_text(encoding="utf-8").splitlines())}
     assert len(questions) > 400 and not questions & {prompt.strip() for prompt in bundled_prompts()}
+
+
+@pytest.mark.parametrize("template", sorted(TEMPLATES))
+def test_every_template_s_end_of_turn_is_found_and_dropped(template, tiny_llama_dir, tmp_path):
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from glmtune.data.converters import make_example, message
+    from glmtune.data.loader import example_features
+    from glmtune.data.shapes import encode_dataset
+    from glmtune.data.templates import get_template
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    args = get_train_args(train_argv(tiny_llama_dir, "identity", tmp_path / "out", "--template", template))
+    end = answer_end_ids(STAGES["sft"], tokenizer, args)
+    assert end
+    rows = Dataset.from_list([make_example([message("user", "q"), message("assistant", "going on")], "x")], features=example_features())
+    [row] = encode_dataset(rows, STAGES["sft"].data, get_template(template), tokenizer, args.data)[0]
+    cut = without_end(row, end)
+    assert tokenizer.decode(learned_ids(cut)).strip() == "going on" and len(cut["input_ids"]) == len(row["input_ids"]) - len(end)

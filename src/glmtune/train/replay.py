@@ -137,14 +137,17 @@ def encoded_replay(answers: dict[str, str], stage: Stage, tokenizer: Any, args: 
 
 
 def answer_end_ids(stage: Stage, tokenizer: Any, args: TrainArgs) -> list[int]:
-    """The labelled ids the template puts after an answer's text (its end-of-turn), read from an encoded probe."""
+    """The labelled ids the template puts after an answer's text (its end-of-turn): what the labels of two probe
+    answers end in alike."""
     from datasets import Dataset
 
-    probe = Dataset.from_list([make_example([message("user", "a"), message("assistant", "b")], "replay:probe")], features=example_features())
-    encoded, _ = encode_dataset(probe, stage.data, get_template(args.data.template), tokenizer, args.data)
-    learned = [token for token in encoded[0]["labels"] if token != IGNORE_INDEX]
-    text = tokenizer("b", add_special_tokens=False)["input_ids"]
-    return learned[len(text) :] if learned[: len(text)] == text else []
+    probes = [make_example([message("user", "a"), message("assistant", text)], "replay:probe") for text in ("yes", "no")]
+    encoded, _ = encode_dataset(Dataset.from_list(probes, features=example_features()), stage.data, get_template(args.data.template), tokenizer, args.data)
+    first, second = ([token for token in row["labels"] if token != IGNORE_INDEX] for row in encoded)
+    alike = 0
+    while alike < min(len(first), len(second)) and first[-1 - alike] == second[-1 - alike]:
+        alike += 1
+    return first[len(first) - alike :]
 
 
 def without_end(row: dict[str, Any], end: list[int]) -> dict[str, Any]:
