@@ -89,7 +89,8 @@ def with_replay(data: TokenizedData, model: Any, tokenizer: Any, stage: Stage, a
             group += [prompts[(index * count + offset) % len(prompts)] for offset in range(count)]
     asked = list(dict.fromkeys(prompt for group in groups for prompt in group))
     answers = starting_model_answers(asked, model, tokenizer, args)
-    encoded = [encoded_group(group, answers, stage, tokenizer, args) for group in groups]
+    end = answer_end_ids(stage, tokenizer, args)
+    encoded = [encoded_group(group, answers, end, stage, tokenizer, args) for group in groups]
     size = min(0 if group is None else len(group) for group in encoded)
     logger.info(
         "replay: %d conversations answered by the starting model per epoch (%d sets, one each epoch) added to %d "
@@ -108,15 +109,15 @@ def replay_rounds(training: Any, per_epoch: int, pool: int) -> int:
     return max(1, min(epochs, math.ceil(pool / per_epoch)))
 
 
-def encoded_group(prompts: list[str], answers: dict[str, Answer], stage: Stage, tokenizer: Any, args: TrainArgs) -> Any:
-    """One set of replayed conversations as training rows; an answer that goes on is replayed without its end."""
+def encoded_group(prompts: list[str], answers: dict[str, Answer], end: list[int], stage: Stage, tokenizer: Any, args: TrainArgs) -> Any:
+    """One set of replayed conversations as training rows; an answer that goes on is replayed without its end
+    (`end`: the template's end-of-turn ids)."""
     from datasets import concatenate_datasets
 
     texts = {prompt: answers[prompt] for prompt in prompts if answers[prompt][0]}
     finished = encoded_replay({prompt: text for prompt, (text, ended) in texts.items() if ended}, stage, tokenizer, args)
     going_on = encoded_replay({prompt: text for prompt, (text, ended) in texts.items() if not ended}, stage, tokenizer, args)
     if going_on is not None:
-        end = answer_end_ids(stage, tokenizer, args)
         going_on = going_on.map(lambda row: without_end(row, end), desc="replay: answers that go on")
     parts = [part for part in (finished, going_on) if part is not None]
     return concatenate_datasets(parts) if parts else None
@@ -190,7 +191,7 @@ def starting_model_answers(prompts: list[str], model: Any, tokenizer: Any, args:
         known.update(generate(missing, model, tokenizer, args))
         cache.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(cache, json.dumps(known, ensure_ascii=False, indent=0))
-    return {prompt: (known[prompt][0], known[prompt][1]) for prompt in prompts}
+    return {prompt: tuple(known[prompt]) for prompt in prompts}
 
 
 def generate(prompts: list[str], model: Any, tokenizer: Any, args: TrainArgs) -> dict[str, Answer]:
