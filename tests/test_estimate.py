@@ -8,6 +8,7 @@ import pytest
 
 from glmtune.cli import main
 from glmtune.hparams.entry import get_estimate_args
+from glmtune.model.shape_buckets import ONEDNN_KERNEL_CACHE
 from glmtune.train.estimate_command import estimate_request, meta_model, model_config
 from glmtune.train.estimate_inputs import (
     model_counts,
@@ -17,6 +18,7 @@ from glmtune.train.estimate_inputs import (
 from glmtune.train.memory_estimate import (
     ATTENTION_BACKWARD_BYTES_PER_LENGTH,
     GIB,
+    ONEDNN_KERNEL_BYTES,
     ModelCounts,
     RunSettings,
     activation_bytes_per_token_layer,
@@ -33,7 +35,8 @@ COUNTS = ModelCounts(
 )  # fmt: skip
 RUN = RunSettings(
     device="gpu", weight_bytes=2, compute_bytes=2, quantization_bit=None, double_quantization=True,
-    tokens_per_forward=512, gradient_checkpointing=False, eager_attention=False, optimizer_state_bytes=8,
+    tokens_per_forward=512, gradient_checkpointing=False, eager_attention=False, segment_attention=False,
+    optimizer_state_bytes=8,
 )  # fmt: skip
 
 
@@ -111,7 +114,10 @@ def test_cpu_bf16_counts_the_kernel_caches_of_its_few_padded_lengths():
     short, long = caches(device="cpu", tokens_per_forward=256), caches(device="cpu", tokens_per_forward=4096)
     assert short and long and long[0] > short[0]
     assert long[0] - short[0] == (attention_lengths(4096) - attention_lengths(256)) * ATTENTION_BACKWARD_BYTES_PER_LENGTH
-    assert attention_lengths(256) == 4 and attention_lengths(4096) == 20  # multiples of 64 to 512, then 4 per doubling
+    assert attention_lengths(256) == 48 and attention_lengths(4096) == 80  # every length below 16, then 8 per doubling
+    # per-row attention runs in fp32 on a CPU and eager attention is no SDPA: only oneDNN's kernels stay
+    only_onednn = [int(ONEDNN_KERNEL_CACHE * ONEDNN_KERNEL_BYTES)]
+    assert caches(device="cpu", segment_attention=True) == caches(device="cpu", eager_attention=True) == only_onednn
     assert caches() == [] and caches(device="cpu", compute_bytes=4) == []  # GPUs and fp32 keep no such caches
 
 

@@ -114,6 +114,29 @@ def test_a_row_with_a_prefix_sees_it_whole_and_its_own_tokens_causally():
     assert_same_outputs_and_gradients(mine, theirs, (query, key, value))
 
 
+@pytest.mark.parametrize("split", [True, False], ids=["per-row", "plain-sdpa"])
+def test_half_precision_on_a_cpu_is_attended_in_fp32_and_returned_in_its_dtype(monkeypatch, split):
+    """PyTorch's CPU attention in bf16 is slower than in fp32 and keeps memory per length: rows run in fp32."""
+    kernel_dtypes = []
+    real_sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def recording_sdpa(query, *args, **kwargs):
+        kernel_dtypes.append(query.dtype)
+        return real_sdpa(query, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording_sdpa)
+    lengths = [9, 4, 6]
+    query, key, value, bounds = packed_inputs(lengths)
+    half = [tensor.detach().bfloat16().requires_grad_() for tensor in (query, key, value)]
+    mask = block_causal_mask(lengths)
+    mine, _ = segment_attention_forward(Attention(), *half, mask, **(bounds if split else {}))
+    assert mine.dtype == torch.bfloat16 and kernel_dtypes == [torch.float32] * (len(lengths) if split else 1)
+    theirs, _ = sdpa_attention_forward(Attention(), query, key, value, mask)
+    torch.testing.assert_close(mine.float(), theirs, atol=2e-2, rtol=2e-2)  # only the inputs' rounding differs
+    mine.float().sum().backward()
+    assert all(tensor.grad is not None and tensor.grad.dtype == torch.bfloat16 for tensor in half)
+
+
 def test_rows_of_many_lengths_reach_the_kernel_in_few_shapes(monkeypatch):
     shapes = set()
     real_sdpa = torch.nn.functional.scaled_dot_product_attention
@@ -126,4 +149,4 @@ def test_rows_of_many_lengths_reach_the_kernel_in_few_shapes(monkeypatch):
     for length in range(1, 300, 7):
         query, key, value, bounds = packed_inputs([length, 300 - length])
         segment_attention_forward(Attention(), query, key, value, block_causal_mask([length, 300 - length]), **bounds)
-    assert {query for query, _ in shapes} <= {64, 128, 192, 256, 320}
+    assert {query for query, _ in shapes} <= {*range(32, 257, 32), 320}  # multiples of 32, then 4 per doubling

@@ -65,3 +65,18 @@ def test_token_log_probs_match_log_softmax_with_their_statistics(statistics: boo
         assert torch.equal(is_top1, logits.argmax(dim=-1) == targets)
     else:
         assert not entropy.any() and not mean_logits.any() and not is_top1.any()
+
+
+def test_a_bf16_head_reads_fp32_hidden_states() -> None:
+    """A model held in bf16 (`--dtype bfloat16`) can hand the head fp32 states (the final norm upcasts)."""
+    from glmtune.train.chunked_head import ChunkedTokenLogProbs
+
+    hidden, weight, targets = inputs(weight_trains=False)
+    bf16_weight = weight.detach().bfloat16()
+    expected = F.cross_entropy(hidden.bfloat16().float() @ bf16_weight.float().T, targets, reduction="sum")
+    loss = chunked_cross_entropy_sum(hidden, bf16_weight, targets)
+    loss.backward()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-2)
+    assert hidden.grad is not None and hidden.grad.dtype == torch.float32
+    log_probs, *_ = ChunkedTokenLogProbs.apply(hidden.detach(), bf16_weight, targets, False)
+    assert -log_probs.sum().item() == pytest.approx(expected.item(), rel=1e-2)

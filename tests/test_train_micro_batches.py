@@ -24,7 +24,9 @@ from glmtune.model.segment_attention import SEGMENT_ATTENTION, use_segment_atten
 from glmtune.train import micro_batches
 from glmtune.train.loss import selective_causal_lm_loss
 from glmtune.train.micro_batches import (
+    MIN_SHARED_PREFIX,
     micro_batch_token_budget,
+    shared_prefix_length,
     split_into_micro_batches,
     supports_packed_rows,
 )
@@ -134,6 +136,72 @@ def test_micro_batches_give_the_padded_batch_loss_and_gradients(tiny_model_dir, 
         torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-4)
 
 
+def with_common_start(batch: dict[str, torch.Tensor], tokens: int) -> dict[str, torch.Tensor]:
+    """The batch with every row's first `tokens` ids made equal to the first row's (a shared system prompt)."""
+    input_ids = batch["input_ids"].clone()
+    input_ids[:, :tokens] = input_ids[0, :tokens]
+    return {**batch, "input_ids": input_ids}
+
+
+def test_the_shared_prefix_is_common_unlabelled_and_leaves_each_row_its_own_tokens():
+    ids = [[5] * 12 + [6, 7], [5] * 12 + [8], [5] * 12 + [9, 9, 9]]
+    no_targets = [[IGNORE_INDEX] * len(row) for row in ids]
+    assert shared_prefix_length(ids, no_targets) == 12
+    assert shared_prefix_length([row[:11] + [1] + row[12:] for row in ids[:1]] + ids[1:], no_targets) == 11
+    # the token after the prefix must be no target: its predecessor in a packed remainder is another row's
+    targets_from_10 = [[IGNORE_INDEX] * 10 + row[10:] for row in ids]
+    assert shared_prefix_length(ids, targets_from_10) == 9
+    assert shared_prefix_length([[5] * 13, [5] * 12], [[IGNORE_INDEX] * 13, [IGNORE_INDEX] * 12]) == 11
+    assert shared_prefix_length(ids[:1], no_targets[:1]) == 0  # one row: nothing to share
+    short = [[5] * (MIN_SHARED_PREFIX - 1) + [row[-1]] * 3 for row in ids]
+    assert shared_prefix_length(short, no_targets) == 0  # too short to pay for the prefixed attention
+
+
+def test_rows_that_begin_alike_run_their_beginning_once_per_micro_batch():
+    lengths, common = [20, 17, 12, 25, 16], 10
+    batch = with_common_start(padded_batch(lengths, prompt=common + 1), common)
+    parts = split_into_micro_batches(batch, token_budget=48, pack=True, share_prefix=True)
+    assert sum(target_count(part) for part in parts) == target_count(batch)
+    real = [int((part["labels"] != IGNORE_INDEX).sum()) for part in parts]
+    assert sum(real) == int((batch["labels"] != IGNORE_INDEX).sum())
+    rows_per_part = [sum(prefix is not None for prefix in part.get("segment_prefixes", [])) + 1 for part in parts]
+    assert sum(rows_per_part) == len(lengths) and len(parts) < len(lengths)
+    for part, rows in zip(parts, rows_per_part, strict=True):
+        tokens = part["input_ids"].shape[1]
+        assert tokens <= 48
+        assert torch.equal(part["input_ids"][0, :common], batch["input_ids"][0, :common])
+        assert all(prefix in (None, (0, common)) for prefix in part.get("segment_prefixes", []))
+    packed_real = sum(part["input_ids"].shape[1] for part in parts)
+    assert packed_real >= sum(lengths) - common * (len(lengths) - len(parts))  # fillers come on top
+    plain = split_into_micro_batches(batch, token_budget=48, pack=True)
+    assert all("segment_prefixes" not in part for part in plain)
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_a_shared_prefix_gives_the_padded_batch_loss_and_gradients(tiny_model_dir, method):
+    model_args = ModelArguments(model_name_or_path=str(tiny_model_dir))
+    model = prepare_for_training(load_model(model_args, for_training=True), model_args, FinetuningArguments(finetuning_type=method))
+    model.train()
+    batch = with_common_start(padded_batch([20, 17, 12, 25, 16], prompt=12), 11)
+    count = target_count(batch)
+    reference = selective_causal_lm_loss(model, batch, count)
+    reference.backward()
+    reference_grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    model.zero_grad()
+
+    use_segment_attention(model)
+    parts = split_into_micro_batches(batch, token_budget=40, pack=True, share_prefix=True)
+    assert 1 < len(parts) < 5 and all(any(part["segment_prefixes"]) for part in parts)
+    total = 0.0
+    for part in parts:
+        loss = selective_causal_lm_loss(model, part, count)
+        loss.backward()
+        total += loss.item()
+    assert total == pytest.approx(reference.item(), abs=1e-5)
+    for mine, theirs in zip([p.grad for p in model.parameters() if p.requires_grad], reference_grads, strict=True):
+        torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-4)
+
+
 def test_code_outside_transformers_is_not_trusted_with_packed_rows(tiny_llama_dir):
     model = load_model(ModelArguments(model_name_or_path=str(tiny_llama_dir)), for_training=True)
     assert supports_packed_rows(model)
@@ -166,23 +234,27 @@ def test_deepspeed_refuses_micro_batches():
 def test_training_with_micro_batches_logs_the_same_losses(tiny_llama_dir: Path, tmp_path: Path, monkeypatch):
     """Through `glmtune train`: the steps split into micro-batches, and every step's loss is unchanged."""
     made: list[int] = []
+    shared: list[int] = []  # micro-batches whose rows share the template's system prompt
     original = micro_batches.split_into_micro_batches
 
     def counting_split(*args, **kwargs):
         parts = original(*args, **kwargs)
         made.append(len(parts))
+        shared.extend(any(part.get("segment_prefixes", [])) for part in parts)
         return parts
 
     monkeypatch.setattr("glmtune.train.trainer.split_into_micro_batches", counting_split)
     data = write_sft_data(tmp_path)
     losses = {}
-    for budget in ("0", "24"):
+    for budget in ("0", "24", "96"):
         argv = train_argv(tiny_llama_dir, data, tmp_path / budget, "--micro_batch_tokens", budget, "--learning_rate", "1e-2",
                           "--per_device_train_batch_size", "4", "--train_sampling_strategy", "sequential")  # fmt: skip
         losses[budget] = step_losses(run_train(argv))
         assert bool(made) == (budget != "0")
-    assert len(made) == 4 and max(made) > 1
-    assert losses["24"] == pytest.approx(losses["0"], abs=1e-5)
+    assert len(made) == 8 and max(made[:4]) > 1
+    assert any(shared[-made[-1]:]) and not any(shared[: sum(made[:4])])  # only the 96-token budget has room to share
+    for budget in ("24", "96"):
+        assert losses[budget] == pytest.approx(losses["0"], abs=1e-5)
     assert len(set(losses["24"].values())) > 1  # the weights moved between steps
 
 

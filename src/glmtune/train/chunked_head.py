@@ -25,7 +25,7 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         chunk = max(1, CHUNK_ELEMENTS // weight.shape[0])
         for start in range(0, hidden.shape[0], chunk):
             states, labels = hidden[start : start + chunk], targets[start : start + chunk]
-            log_probs = torch.log_softmax((states @ weight.T).float(), dim=-1)
+            log_probs = torch.log_softmax((states.to(weight.dtype) @ weight.T).float(), dim=-1)  # fp32 states, bf16 head
             total -= log_probs.gather(1, labels[:, None]).sum()
             if not (want_hidden or want_weight):
                 continue
@@ -73,7 +73,7 @@ class ChunkedTokenLogProbs(torch.autograd.Function):
         chunk = max(1, CHUNK_ELEMENTS // weight.shape[0])
         for start in range(0, positions, chunk):
             end, labels = start + chunk, targets[start : start + chunk]
-            logits = (hidden[start:end] @ weight.T).float()
+            logits = (hidden[start:end].to(weight.dtype) @ weight.T).float()
             if statistics:
                 mean_logits[start:end] = logits.mean(dim=-1)
                 is_top1[start:end] = logits.argmax(dim=-1) == labels

@@ -120,7 +120,8 @@ def estimate_request(request: EstimateRequest) -> tuple[MemoryEstimate, dict[str
     device, precision, weight_bytes = resolve_target(args)
     zero_stage, offload_optimizer, offload_params = zero_settings(request.deepspeed)
     budget = token_budget(args.finetuning.micro_batch_tokens, device, bool(request.deepspeed), args.data.cutoff_len)
-    tokens = tokens_per_forward(budget, supports_packed_rows(model), args.training.per_device_train_batch_size, args.data.cutoff_len)
+    packs_rows = supports_packed_rows(model)
+    tokens = tokens_per_forward(budget, packs_rows, args.training.per_device_train_batch_size, args.data.cutoff_len)
     run = RunSettings(
         device=device,
         weight_bytes=weight_bytes,
@@ -130,6 +131,7 @@ def estimate_request(request: EstimateRequest) -> tuple[MemoryEstimate, dict[str
         tokens_per_forward=tokens,
         gradient_checkpointing=args.training.gradient_checkpointing,
         eager_attention=args.model.attn_implementation == "eager",
+        segment_attention=bool(budget) and packs_rows and args.model.attn_implementation in (None, "sdpa"),  # as sft.py sets it
         optimizer_state_bytes=optimizer_state_bytes(args.training.optim),
         zero_stage=zero_stage,
         offload_optimizer=offload_optimizer,

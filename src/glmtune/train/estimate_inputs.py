@@ -14,6 +14,7 @@ import torch
 
 from glmtune.model.adapters import base_model
 from glmtune.model.finetuning import LAYER_INDEX
+from glmtune.model.segment_attention import attends_by_segment
 from glmtune.train.loss import has_plain_head
 from glmtune.train.memory_estimate import (
     MIB,
@@ -184,6 +185,7 @@ def estimate_for_trainer(trainer: Any) -> MemoryEstimate | None:
                                               args.per_device_train_batch_size, longest),
         gradient_checkpointing=args.gradient_checkpointing,
         eager_attention=base.config._attn_implementation == "eager",
+        segment_attention=attends_by_segment(model),
         optimizer_state_bytes=optimizer_state_bytes(args.optim),
         zero_stage=stage,
         offload_optimizer=offload_optimizer,

@@ -39,7 +39,11 @@ query width q, key/value width kv and T tokens per forward pass (a micro-batch, 
 
 from dataclasses import asdict, dataclass, field, replace
 
-from glmtune.model.shape_buckets import ONEDNN_KERNEL_CACHE, attention_length
+from glmtune.model.shape_buckets import (
+    MICRO_BATCH_BUCKETS_PER_DOUBLING,
+    ONEDNN_KERNEL_CACHE,
+    bucketed_length,
+)
 from glmtune.train.chunked_head import CHUNK_ELEMENTS
 
 MIB = 1 << 20
@@ -87,6 +91,7 @@ class RunSettings:
     tokens_per_forward: int
     gradient_checkpointing: bool
     eager_attention: bool
+    segment_attention: bool  # per-row attention (packed micro-batches), which runs in fp32 on a CPU
     optimizer_state_bytes: int  # per trainable parameter
     zero_stage: int = 0
     offload_optimizer: bool = False
@@ -177,7 +182,7 @@ def estimate_memory(model: ModelCounts, run: RunSettings) -> MemoryEstimate:
         Item("framework", CPU_FRAMEWORK_BYTES if run.device == "cpu" else CUDA_FRAMEWORK_BYTES, framework_note(run)),
     ]  # fmt: skip
     if run.device == "cpu" and run.compute_bytes < FP32:
-        lengths = attention_lengths(run.tokens_per_forward)
+        lengths = 0 if run.segment_attention or run.eager_attention else attention_lengths(run.tokens_per_forward)
         items.append(Item("kernel caches", int(lengths * ATTENTION_BACKWARD_BYTES_PER_LENGTH + ONEDNN_KERNEL_CACHE * ONEDNN_KERNEL_BYTES),
                           f"CPU bf16: attention backward at {lengths} lengths, {ONEDNN_KERNEL_CACHE} oneDNN kernels"))  # fmt: skip
     other = replace(run, gradient_checkpointing=not run.gradient_checkpointing)
@@ -185,8 +190,9 @@ def estimate_memory(model: ModelCounts, run: RunSettings) -> MemoryEstimate:
 
 
 def attention_lengths(tokens: int) -> int:
-    """How many bucketed attention lengths rows of up to `tokens` tokens run at (model/segment_attention.py)."""
-    return len({attention_length(n) for n in range(1, tokens + 1)})
+    """How many lengths bf16 SDPA backward meets, and keeps memory for, outside per-row attention: rows of up to
+    `tokens` tokens cut to bucketed lengths (train/micro_batches.py)."""
+    return len({bucketed_length(n, MICRO_BATCH_BUCKETS_PER_DOUBLING) for n in range(1, tokens + 1)})
 
 
 def residual_bytes(run: RunSettings) -> int:

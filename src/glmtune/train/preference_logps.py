@@ -21,8 +21,7 @@ import torch
 
 from glmtune.data.packing import best_fit_decreasing
 from glmtune.data.schema import IGNORE_INDEX
-from glmtune.model.adapters import base_model
-from glmtune.model.segment_attention import SEGMENT_ATTENTION
+from glmtune.model.segment_attention import attends_by_segment
 from glmtune.train.chunked_head import ChunkedTokenLogProbs
 from glmtune.train.loss import has_plain_head
 
@@ -167,7 +166,7 @@ def packs_pairs(model: Any, ref_model: Any = None) -> bool:
     """True when the packed path computes what DPOTrainer's does: per-row attention is on and the output head is
     a plain linear layer, for the policy and a separate reference alike."""
     for candidate in [model] if ref_model is None else [model, ref_model]:
-        if base_model(candidate).config._attn_implementation != SEGMENT_ATTENTION or not has_plain_head(candidate):
+        if not attends_by_segment(candidate) or not has_plain_head(candidate):
             return False
         if type(candidate.get_output_embeddings()) is not torch.nn.Linear:
             return False

@@ -11,6 +11,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from glmtune.data.pipeline import RotatingRows
 from glmtune.data.schema import IGNORE_INDEX
+from glmtune.model.segment_attention import attends_by_segment
 from glmtune.train.loss import selective_causal_lm_loss
 from glmtune.train.micro_batches import split_into_micro_batches
 
@@ -88,7 +89,8 @@ class GlmtuneTrainer(Seq2SeqTrainer):
         """
         if not self.micro_batch_tokens:
             return super().training_step(model, inputs, num_items_in_batch)
-        micro_batches = split_into_micro_batches(inputs, self.micro_batch_tokens, self.packs_micro_batches)
+        share_prefix = self.packs_micro_batches and attends_by_segment(self.model)
+        micro_batches = split_into_micro_batches(inputs, self.micro_batch_tokens, self.packs_micro_batches, share_prefix)
         if num_items_in_batch is None:
             num_items_in_batch = int((inputs["labels"][:, 1:] != IGNORE_INDEX).sum())
         losses = []
