@@ -48,6 +48,16 @@ def padded_batch(lengths: list[int], prompt: int = 3) -> dict[str, torch.Tensor]
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
+def summed_loss(model, parts: list[dict[str, torch.Tensor]], count: int) -> float:
+    """The micro-batches' losses, each backpropagated, summed: the whole batch's loss when the split is exact."""
+    total = 0.0
+    for part in parts:
+        loss = selective_causal_lm_loss(model, part, count)
+        loss.backward()
+        total += loss.item()
+    return total
+
+
 def target_count(batch: dict[str, torch.Tensor]) -> int:
     return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
 
@@ -124,12 +134,7 @@ def test_micro_batches_give_the_padded_batch_loss_and_gradients(tiny_model_dir, 
     assert pack == (method != "p_tuning")
     parts = split_into_micro_batches(batch, token_budget=24, pack=pack)
     assert 1 < len(parts) < 5 if pack else len(parts) == 5
-    total = 0.0
-    for part in parts:
-        loss = selective_causal_lm_loss(model, part, count)
-        loss.backward()
-        total += loss.item()
-    assert total == pytest.approx(reference.item(), abs=1e-5)
+    assert summed_loss(model, parts, count) == pytest.approx(reference.item(), abs=1e-5)
     assert any(split_calls) == (per_sample_attention and pack)
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     for mine, theirs in zip(grads, reference_grads, strict=True):
@@ -192,12 +197,7 @@ def test_a_shared_prefix_gives_the_padded_batch_loss_and_gradients(tiny_model_di
     use_segment_attention(model)
     parts = split_into_micro_batches(batch, token_budget=40, pack=True, share_prefix=True)
     assert 1 < len(parts) < 5 and all(any(part["segment_prefixes"]) for part in parts)
-    total = 0.0
-    for part in parts:
-        loss = selective_causal_lm_loss(model, part, count)
-        loss.backward()
-        total += loss.item()
-    assert total == pytest.approx(reference.item(), abs=1e-5)
+    assert summed_loss(model, parts, count) == pytest.approx(reference.item(), abs=1e-5)
     for mine, theirs in zip([p.grad for p in model.parameters() if p.requires_grad], reference_grads, strict=True):
         torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-4)
 
