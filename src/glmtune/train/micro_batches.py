@@ -108,7 +108,7 @@ def pack_sharing_prefix(rows: dict[str, list[list[int]]], capacity: int, prefix:
 def segment_prefixes(position_ids: list[int], boundaries: list[int], prefix: int) -> list[tuple[int, int] | None]:
     """Per sample of a sequence from pack_sharing_prefix: the shared prefix for remainders, which start at
     position `prefix` (every other sample starts at 0), else None."""
-    return [(0, prefix) if start and prefix and position_ids[start] == prefix else None for start in boundaries[:-1]]
+    return [(0, prefix) if position_ids[start] == prefix else None for start in boundaries[:-1]]
 
 
 def packed_micro_batch(sequence: dict[str, list[int]], prefix: int = 0) -> dict[str, Any]:
