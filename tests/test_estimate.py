@@ -31,7 +31,7 @@ CHATGLM3 = Path(__file__).resolve().parents[1] / ".." / "shared" / "models" / "c
 COUNTS = ModelCounts(
     num_layers=4, hidden_size=64, intermediate_size=128, query_width=64, kv_width=32, num_heads=4, vocab_size=1000,
     total_params=1_000_000, trainable_params=10_000, quantized_params=0, path_layers=4, path_linear_params=50_000,
-    trains_norms=False, plain_head=True, checkpoint_bytes=4_000_000,
+    held_linear_params=40_000, path_held_linear_params=30_000, trains_norms=False, plain_head=True, checkpoint_bytes=4_000_000,
 )  # fmt: skip
 RUN = RunSettings(
     device="gpu", weight_bytes=2, compute_bytes=2, quantization_bit=None, double_quantization=True,
@@ -105,6 +105,25 @@ def test_autocast_over_fp32_weights_keeps_low_precision_copies():
     assert item(estimate_memory(COUNTS, fp32_weights), "autocast weight copies") == 50_000 * 2
     assert item(estimate_memory(COUNTS, RUN), "autocast weight copies") == 0
     assert activation_bytes_per_token_layer(COUNTS, fp32_weights) > activation_bytes_per_token_layer(COUNTS, RUN)
+
+
+def test_held_frozen_linears_count_at_half_size_and_are_not_copied():
+    fp32_weights = replace(RUN, weight_bytes=4)
+    plain, held = estimate_memory(COUNTS, fp32_weights), estimate_memory(COUNTS, replace(fp32_weights, holds_frozen_linears=True))
+    assert item(plain, "weights") - item(held, "weights") == 40_000 * 2
+    assert item(held, "autocast weight copies") == (50_000 - 30_000) * 2  # the adapters alone
+
+
+@pytest.mark.parametrize(("finetuning_type", "holds"), [("lora", True), ("full", False)])
+def test_estimate_follows_the_rule_that_holds_frozen_linears(monkeypatch, finetuning_type, holds):
+    monkeypatch.setenv("GLMTUNE_PRECISION", "bf16")
+    monkeypatch.setattr("glmtune.precision.cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    argv = ["--finetuning_type", finetuning_type, "--device", "cpu"]
+    estimate, about = estimate_request(get_estimate_args(argv))
+    fp32, _ = estimate_request(get_estimate_args([*argv, "--precision", "fp32"]))
+    assert about["precision"] == "bf16"
+    saved = item(fp32, "weights") - item(estimate, "weights")
+    assert (saved > 100e6) is holds  # the default model's 106M frozen linear weights at 2 bytes instead of 4
 
 
 def test_cpu_bf16_counts_the_kernel_caches_of_its_few_padded_lengths():

@@ -80,3 +80,22 @@ def test_a_bf16_head_reads_fp32_hidden_states() -> None:
     assert hidden.grad is not None and hidden.grad.dtype == torch.float32
     log_probs, *_ = ChunkedTokenLogProbs.apply(hidden.detach(), bf16_weight, targets, False)
     assert -log_probs.sum().item() == pytest.approx(expected.item(), rel=1e-2)
+
+
+@pytest.mark.parametrize("weight_trains", [False, True])
+def test_under_autocast_logits_are_computed_as_a_linear_head_computes_them(weight_trains: bool) -> None:
+    """bf16 products under bf16 autocast (what nn.Linear does there), fp32 softmax; fp32 products without it."""
+    hidden, weight, targets = inputs(weight_trains)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        reference = F.cross_entropy(F.linear(hidden, weight).float(), targets, reduction="sum")
+        loss = chunked_cross_entropy_sum(hidden, weight, targets)
+    full_precision = F.cross_entropy(hidden @ weight.T, targets, reduction="sum")
+    assert abs(reference.item() - full_precision.item()) > 1e-3  # the two precisions differ here
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-5)
+    reference.backward()
+    expected = hidden.grad.clone()
+    hidden.grad = None
+    loss.backward()
+    torch.testing.assert_close(hidden.grad, expected, rtol=2e-2, atol=2e-2)
+    if weight_trains:
+        assert weight.grad.dtype == weight.dtype

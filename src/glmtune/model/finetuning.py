@@ -16,6 +16,7 @@ from glmtune.hparams.model_args import ModelArguments
 from glmtune.hparams.validation import split_names
 from glmtune.methods import get_method
 from glmtune.model.adapters import load_adapter, peft_task_type
+from glmtune.model.frozen_weights import held_dtype, hold_frozen_linears
 from glmtune.model.prefix_generation import with_prefix_generation
 from glmtune.model.prefix_init import preamble_ids, start_prefix_as_text
 
@@ -119,7 +120,12 @@ def prepare_for_training(model: Any, model_args: ModelArguments, finetuning_args
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    model = get_method(finetuning_args.finetuning_type).load_setup()(model, model_args, finetuning_args)
+    method = get_method(finetuning_args.finetuning_type)
+    model = method.load_setup()(model, model_args, finetuning_args)
+    weight_bytes = next(model.parameters()).element_size()
+    hold = held_dtype(model_args.precision, method.adapter, model_args.quantization_bit is not None, weight_bytes)
+    if hold is not None:
+        logger.info("frozen linear weights held in %s: %d parameters", hold, hold_frozen_linears(model, hold))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     logger.info("trainable parameters: %d of %d (%.4f%%)", trainable, total, 100 * trainable / max(total, 1))

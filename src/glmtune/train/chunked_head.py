@@ -6,11 +6,20 @@ gradient each take positions x vocab floats (3 x 600 MB for 1,024 positions of a
 151k-token vocabulary). Here each chunk's logits are made, reduced to the loss, turned into
 the gradients of the hidden states (and of the head's weight, when it trains), and freed
 before the next chunk; only those gradients, the size of the inputs, are kept for backward.
+
+The logits are computed as an nn.Linear head would compute them: in autocast's dtype when autocast
+is on, else in the weight's; the softmax and the loss always in fp32.
 """
 
 import torch
 
 CHUNK_ELEMENTS = 1 << 23  # logits per chunk: 32 MB in fp32 whatever the vocabulary size
+
+
+def matmul_weight(hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The head weight in the dtype its products run in: autocast's where it is on, cast once for every chunk."""
+    device = hidden.device.type
+    return weight.to(torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device) else weight
 
 
 class ChunkedLinearCrossEntropy(torch.autograd.Function):
@@ -19,13 +28,14 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         want_hidden, want_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        ctx.weight_dtype, weight = weight.dtype, matmul_weight(hidden, weight)
         grad_hidden = torch.empty_like(hidden) if want_hidden else None
         grad_weight = torch.zeros_like(weight, dtype=torch.float32) if want_weight else None
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         chunk = max(1, CHUNK_ELEMENTS // weight.shape[0])
         for start in range(0, hidden.shape[0], chunk):
             states, labels = hidden[start : start + chunk], targets[start : start + chunk]
-            log_probs = torch.log_softmax((states.to(weight.dtype) @ weight.T).float(), dim=-1)  # fp32 states, bf16 head
+            log_probs = torch.log_softmax((states.to(weight.dtype) @ weight.T).float(), dim=-1)
             total -= log_probs.gather(1, labels[:, None]).sum()
             if not (want_hidden or want_weight):
                 continue
@@ -34,9 +44,8 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
             if grad_hidden is not None:
                 grad_hidden[start : start + chunk] = (grad_logits.to(weight.dtype) @ weight).to(hidden.dtype)
             if grad_weight is not None:
-                grad_weight += grad_logits.T @ states.float()
+                grad_weight += (grad_logits.T.to(weight.dtype) @ states.to(weight.dtype)).float()
         ctx.save_for_backward(grad_hidden, grad_weight)
-        ctx.weight_dtype = weight.dtype
         return total
 
     @staticmethod
@@ -70,6 +79,7 @@ class ChunkedTokenLogProbs(torch.autograd.Function):
         log_probs, entropy, mean_logits = (hidden.new_zeros(positions, dtype=torch.float32) for _ in range(3))
         is_top1 = torch.zeros(positions, dtype=torch.bool, device=hidden.device)
         grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
+        stored, weight = weight, matmul_weight(hidden, weight)
         chunk = max(1, CHUNK_ELEMENTS // weight.shape[0])
         for start in range(0, positions, chunk):
             end, labels = start + chunk, targets[start : start + chunk]
@@ -85,7 +95,7 @@ class ChunkedTokenLogProbs(torch.autograd.Function):
             if statistics:
                 entropy[start:end] = -(probs * logits).sum(dim=-1)
             if grad_hidden is not None:
-                grad_hidden[start:end] = (weight[labels] - (probs.to(weight.dtype) @ weight)).to(hidden.dtype)
+                grad_hidden[start:end] = (stored[labels] - (probs.to(weight.dtype) @ weight)).to(hidden.dtype)
         ctx.save_for_backward(grad_hidden)
         ctx.mark_non_differentiable(entropy, mean_logits, is_top1)
         return log_probs, entropy, mean_logits, is_top1

@@ -12,6 +12,8 @@ from typing import Any
 
 from glmtune.errors import ConfigError
 from glmtune.hparams.entry import EstimateRequest, TrainArgs
+from glmtune.methods import get_method
+from glmtune.model.frozen_weights import held_dtype
 from glmtune.train.estimate_inputs import (
     checkpoint_size,
     device_kind,
@@ -75,8 +77,6 @@ def meta_model(config: Any, args: TrainArgs, head: str) -> Any:
     import torch
     import transformers
 
-    from glmtune.methods import get_method
-
     fresh = replace(args.model, adapter_name_or_path=None)
     with torch.device("meta"):
         model = getattr(transformers, head).from_config(config)
@@ -113,6 +113,7 @@ def estimate_request(request: EstimateRequest) -> tuple[MemoryEstimate, dict[str
         raise ConfigError(f"estimate models the supervised recipe (stage sft or pt), not stage={stage.name}")
     config, directory = model_config(args.model)
     model = meta_model(config, args, stage.head)
+    method = get_method(args.finetuning.finetuning_type)
     quantized = args.model.quantization_bit is not None
     params = sum(p.numel() for p in model.parameters())
     checkpoint = checkpoint_size(directory, params, config_element_size(config))
@@ -133,6 +134,7 @@ def estimate_request(request: EstimateRequest) -> tuple[MemoryEstimate, dict[str
         eager_attention=args.model.attn_implementation == "eager",
         segment_attention=bool(budget) and packs_rows and args.model.attn_implementation in (None, "sdpa"),  # as sft.py sets it
         optimizer_state_bytes=optimizer_state_bytes(args.training.optim),
+        holds_frozen_linears=held_dtype(precision, method.adapter, quantized, weight_bytes) is not None,
         zero_stage=zero_stage,
         offload_optimizer=offload_optimizer,
         offload_params=offload_params,

@@ -14,6 +14,7 @@ import torch
 
 from glmtune.model.adapters import base_model
 from glmtune.model.finetuning import LAYER_INDEX
+from glmtune.model.frozen_weights import heldable_linears
 from glmtune.model.segment_attention import attends_by_segment
 from glmtune.train.loss import has_plain_head
 from glmtune.train.memory_estimate import (
@@ -74,6 +75,7 @@ def model_counts(model: Any, checkpoint_bytes: int, quantize_linear: bool = Fals
     path_linear = sum(p.numel() for p in on_path.values() if id(p) in linear_weights and not is_quantized(p))
     if quantize_linear:
         path_linear = sum(p.numel() for p in on_path.values() if id(p) in linear_weights and p.requires_grad)
+    held = {id(p): p.numel() for module in heldable_linears(model) for p in module.parameters(recurse=False)}
     return ModelCounts(
         num_layers=config.num_hidden_layers,
         hidden_size=config.hidden_size,
@@ -87,6 +89,8 @@ def model_counts(model: Any, checkpoint_bytes: int, quantize_linear: bool = Fals
         quantized_params=quantized,
         path_layers=config.num_hidden_layers - first_trainable_layer,
         path_linear_params=path_linear,
+        held_linear_params=0 if quantize_linear else sum(held.values()),
+        path_held_linear_params=0 if quantize_linear else sum(p.numel() for p in on_path.values() if id(p) in held),
         trains_norms=any(p.requires_grad and "norm" in name for name, p in on_path.items()),
         plain_head=has_plain_head(base) and type(output) is torch.nn.Linear and output.bias is None,
         checkpoint_bytes=checkpoint_bytes,
@@ -175,9 +179,10 @@ def estimate_for_trainer(trainer: Any) -> MemoryEstimate | None:
     compute_dtype = getattr(quantization, "bnb_4bit_compute_dtype", None) if bits else None
     counts = model_counts(model, checkpoint_size(base.config.name_or_path, 0, 0))
     stage, offload_optimizer, offload_params = zero_settings(args.deepspeed)
+    weight_bytes = loaded_element_size(frozen, compute_dtype)
     run = RunSettings(
         device=device_kind(next(model.parameters()).device.type),
-        weight_bytes=loaded_element_size(frozen, compute_dtype),
+        weight_bytes=weight_bytes,
         compute_bytes=2 if args.bf16 or args.fp16 else 4,
         quantization_bit=bits,
         double_quantization=bool(getattr(quantization, "bnb_4bit_use_double_quant", False)),
@@ -187,6 +192,7 @@ def estimate_for_trainer(trainer: Any) -> MemoryEstimate | None:
         eager_attention=base.config._attn_implementation == "eager",
         segment_attention=attends_by_segment(model),
         optimizer_state_bytes=optimizer_state_bytes(args.optim),
+        holds_frozen_linears=any(m.weight.element_size() < weight_bytes for m in heldable_linears(model)),
         zero_stage=stage,
         offload_optimizer=offload_optimizer,
         offload_params=offload_params,

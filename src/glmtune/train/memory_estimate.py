@@ -20,7 +20,9 @@ query width q, key/value width kv and T tokens per forward pass (a micro-batch, 
   only its input, and one layer's activations exist again during its recomputation. Eager attention
   keeps heads x T scores per token.
 - autocast copies: under bf16/fp16 autocast over fp32 weights, every linear weight on the autograd
-  path is cast once per forward and the low-precision copy is kept for backward.
+  path is cast once per forward and the low-precision copy is kept for backward. An adapter run
+  holds its frozen linear weights in the compute dtype instead (model/frozen_weights.py): they count
+  at that size among the weights, and autocast copies only the adapters.
 - the output head: glmtune's chunked head (train/chunked_head.py) holds one chunk of fp32 logits,
   their log-softmax and gradient at a time (3 x CHUNK_ELEMENTS floats) and the hidden-state
   gradients; a head that transforms its logits materialises all T x vocab of them, three times.
@@ -74,6 +76,8 @@ class ModelCounts:
     quantized_params: int  # base weights held in quantization_bit bits
     path_layers: int  # layers on the autograd path: at and after the first layer that trains
     path_linear_params: int  # non-quantized linear weights on that path (autocast copies them)
+    held_linear_params: int  # frozen linear weights (and biases) an adapter run may hold in the compute dtype
+    path_held_linear_params: int  # those of them on the autograd path
     trains_norms: bool
     plain_head: bool  # a bias-free linear head without logit transforms: glmtune's chunked head runs
     checkpoint_bytes: int  # the weight files' size (or parameters x the config's dtype)
@@ -93,6 +97,7 @@ class RunSettings:
     eager_attention: bool
     segment_attention: bool  # per-row attention (packed micro-batches), which runs in fp32 on a CPU
     optimizer_state_bytes: int  # per trainable parameter
+    holds_frozen_linears: bool = False  # frozen linear weights held in the compute dtype (model/frozen_weights.py)
     zero_stage: int = 0
     offload_optimizer: bool = False
     offload_params: bool = False
@@ -157,7 +162,8 @@ def estimate_memory(model: ModelCounts, run: RunSettings) -> MemoryEstimate:
     n = max(run.num_devices, 1)
     frozen = model.total_params - model.trainable_params - model.quantized_params
     quantized = model.quantized_params * quantized_bytes_per_param(run.quantization_bit or 4, run.double_quantization)
-    weights = frozen * residual_bytes(run) + quantized
+    held = model.held_linear_params if run.holds_frozen_linears else 0
+    weights = (frozen - held) * residual_bytes(run) + held * run.compute_bytes + quantized
     trainable = model.trainable_params * FP32
     shard_weights = n if run.zero_stage >= 3 else 1
     items = [
@@ -175,7 +181,7 @@ def estimate_memory(model: ModelCounts, run: RunSettings) -> MemoryEstimate:
     step = 0 if run.offload_optimizer else trainable // (n if run.zero_stage >= 1 else 1)
     items += [
         Item("activations", activation_total(model, run), activation_note(model, run), BACKWARD),
-        Item("autocast weight copies", model.path_linear_params * run.compute_bytes if autocast else 0,
+        Item("autocast weight copies", autocast_copied_params(model, run) * run.compute_bytes if autocast else 0,
              "low-precision copies of path weights, kept for backward", BACKWARD),
         Item("output head", head_bytes(model, run), head_note(model), BACKWARD),
         Item("optimizer step", step, "AdamW's update buffer, after activations are freed", STEP),
@@ -187,6 +193,11 @@ def estimate_memory(model: ModelCounts, run: RunSettings) -> MemoryEstimate:
                           f"CPU bf16: attention backward at {lengths} lengths, {ONEDNN_KERNEL_CACHE} oneDNN kernels"))  # fmt: skip
     other = replace(run, gradient_checkpointing=not run.gradient_checkpointing)
     return MemoryEstimate(tuple(items), (checkpointing_note(model, other),))
+
+
+def autocast_copied_params(model: ModelCounts, run: RunSettings) -> int:
+    """Path linear weights autocast casts: all of them, less those already held in the compute dtype."""
+    return model.path_linear_params - (model.path_held_linear_params if run.holds_frozen_linears else 0)
 
 
 def attention_lengths(tokens: int) -> int:

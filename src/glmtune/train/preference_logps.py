@@ -245,7 +245,8 @@ def packed_pairs_trainer(trainer_class: type) -> type:
             if return_outputs:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             policy = PackedPairModel(model, self.policy_outputs)
-            loss = super().compute_loss(policy, inputs, return_outputs, num_items_in_batch) * self.pair_share
+            with self.accelerator.autocast():  # as the reference's: the output head computes as the model does
+                loss = super().compute_loss(policy, inputs, return_outputs, num_items_in_batch) * self.pair_share
             if "sft" in self.loss_types and self.chosen_share != self.pair_share and policy.last is not None:
                 # DPOTrainer's sft term is a mean over the chosen tokens: reweigh it by their share, not the pairs'
                 chosen_mask = inputs["completion_mask"][:, 1:].chunk(2)[0].bool()

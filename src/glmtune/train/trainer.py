@@ -137,7 +137,8 @@ class GlmtuneTrainer(Seq2SeqTrainer):
             return super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if self.is_fsdp_enabled:  # sharded weights are whole only inside the model's forward: its own loss
             return super().compute_loss(model, inputs, num_items_in_batch=num_items_in_batch)
-        loss = selective_causal_lm_loss(model, inputs, num_items_in_batch)
+        with self.accelerator.autocast():  # the output head outside the model's forward computes as the model does
+            loss = selective_causal_lm_loss(model, inputs, num_items_in_batch)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             # num_items_in_batch counts every device's labels and gradients are averaged over
             # devices, so each device's share is scaled back up (as transformers' own compute_loss does)
