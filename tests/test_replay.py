@@ -6,12 +6,11 @@ import pytest
 from train_helpers import train_argv, train_env, write_sft_data  # noqa: F401
 
 from glmtune.chat.chat_model import ChatModel, ChatResponse
-from glmtune.data.loader import load_examples
 from glmtune.data.templates.catalogue import TEMPLATES
 from glmtune.errors import ConfigError
-from glmtune.hparams import DataArguments
 from glmtune.hparams.entry import get_train_args
 from glmtune.stages import STAGES
+from glmtune.train.dataset_defaults import train_args_with_dataset_defaults
 from glmtune.train.replay import (
     ANSWER_TOKENS,
     answer_end_ids,
@@ -50,7 +49,7 @@ def learned_ids(row) -> list[int]:
 
 def test_answers_join_the_training_rows_those_that_go_on_without_their_end(tiny_llama_dir, tmp_path, train_env, monkeypatch):
     args, tokenizer, data, model = loaded(tiny_llama_dir, tmp_path, "--replay", "0.5")
-    assert data.replay == 0.5 and len(data.train) == 16
+    assert args.data.replay == 0.5 and len(data.train) == 16
     batch_chat, calls = canned_replies(going_on_every=3)
     monkeypatch.setattr(ChatModel, "batch_chat", batch_chat)
     replayed = with_replay(data, model, tokenizer, STAGES["sft"], args)
@@ -128,14 +127,15 @@ def test_the_starting_model_answers_through_the_real_generation_path(method, tin
 
 def test_replay_zero_leaves_the_data_alone(tiny_llama_dir, tmp_path, train_env):
     args, tokenizer, data, model = loaded(tiny_llama_dir, tmp_path)
-    assert data.replay == 0 and with_replay(data, model, tokenizer, STAGES["sft"], args) is data
+    assert args.data.replay == 0 and with_replay(data, model, tokenizer, STAGES["sft"], args) is data
     assert not (train_env / "cache" / "replay").exists()
 
 
-def test_the_bundled_identity_set_asks_for_replay_and_the_setting_wins():
-    assert load_examples(DataArguments(dataset="identity"), "sft").replay == 1.0
-    assert load_examples(DataArguments(dataset="identity", replay=0), "sft").replay == 0
-    assert load_examples(DataArguments(dataset="identity"), "pt").replay == 0  # only stages that replay
+def test_the_bundled_identity_set_asks_for_replay_and_the_setting_wins(tmp_path):
+    out = ["--output_dir", str(tmp_path)]
+    assert train_args_with_dataset_defaults(["--dataset", "identity", *out]).data.replay == 1.0
+    assert train_args_with_dataset_defaults(["--dataset", "identity", "--replay", "0", *out]).data.replay == 0
+    assert train_args_with_dataset_defaults(["--stage", "pt", "--dataset", "identity", *out]).data.replay == 0  # pt does not replay
 
 
 def test_replay_is_refused_where_it_cannot_apply(tmp_path):
@@ -145,12 +145,12 @@ def test_replay_is_refused_where_it_cannot_apply(tmp_path):
         get_train_args(["--dataset", "identity", "--replay", "-1", "--output_dir", str(tmp_path)])
 
 
-@pytest.mark.parametrize("value", [-1, "lots", True])
-def test_a_bad_replay_in_dataset_info_names_the_file_and_dataset(value, tmp_path):
+@pytest.mark.parametrize(("value", "problem"), [(-1, "replay=-1.0: must be >= 0"), ("lots", "invalid float value"), (True, "invalid float value")])
+def test_a_bad_replay_in_dataset_info_names_the_file_and_dataset(value, problem, tmp_path):
     (tmp_path / "rows.json").write_text(json.dumps([{"instruction": "q", "output": "a"}]), encoding="utf-8")
     (tmp_path / "dataset_info.json").write_text(json.dumps({"mine": {"file_name": "rows.json", "replay": value}}))
-    with pytest.raises(ConfigError, match=r"dataset_info.json: dataset 'mine': replay must be a number >= 0"):
-        load_examples(DataArguments(dataset="mine", dataset_dir=str(tmp_path)), "sft")
+    with pytest.raises(ConfigError, match=r"(?s)dataset_info.json: dataset .mine. asks for replay=.*" + problem):
+        train_args_with_dataset_defaults(["--dataset", "mine", "--dataset_dir", str(tmp_path), "--output_dir", str(tmp_path)])
 
 
 def test_the_rotating_sampler_keeps_fixed_rows_and_one_group_per_epoch():

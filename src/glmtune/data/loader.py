@@ -74,7 +74,6 @@ class LoadedData:
     train: AnyDataset | None
     validation: AnyDataset | None
     report: LoadReport
-    replay: float = 0.0  # replay rows per training row the trainer adds (replay_ratio)
 
 
 def load_examples(data_args: DataArguments, stage: str, seed: int = 42) -> LoadedData:
@@ -99,15 +98,7 @@ def load_examples(data_args: DataArguments, stage: str, seed: int = 42) -> Loade
     if train is not None and data_args.val_size:
         train, validation = split_validation(train, data_args.val_size, data_args.buffer_size, seed)
     finish_report(report, data_args.streaming)
-    return LoadedData(train=train, validation=validation, report=report, replay=replay_ratio(data_args, specs, stage))
-
-
-def replay_ratio(data_args: DataArguments, specs: list[DatasetSpec], stage: str) -> float:
-    """The replay setting when given, else the most any training dataset asks for; stages that do not replay take 0."""
-    if data_args.replay is not None:
-        return data_args.replay
-    asked = [spec.replay for spec in specs if spec.replay is not None]
-    return max(asked) if asked and get_stage(stage).replays else 0.0
+    return LoadedData(train=train, validation=validation, report=report)
 
 
 def resolved(name: str, registry: Registry, data_args: DataArguments) -> DatasetSpec:

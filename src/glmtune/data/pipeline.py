@@ -34,7 +34,6 @@ class TokenizedData:
     train: Any
     validation: Any | None
     report: LoadReport
-    replay: float = 0.0  # replay rows per training row, added once the model is loaded (train/replay.py)
     rotating: RotatingRows | None = None
 
 
@@ -64,4 +63,4 @@ def build_tokenized_data(
     logger.log(logging.WARNING if report.skipped else logging.INFO, "data: %s", report.summary())
     if len(train) == 0:
         raise ConfigError(f"no training sample is left after loading and tokenizing: {report.summary()}")
-    return TokenizedData(train=train, validation=validation, report=report, replay=loaded.replay)
+    return TokenizedData(train=train, validation=validation, report=report)

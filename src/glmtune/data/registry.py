@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 REGISTRY_FILE = "dataset_info.json"
 KNOWN_KEYS = frozenset(
-    {"file_name", "file_sha1", "formatting", "columns", "tags", "ranking", "generator", "generator_args", "whole_file", "encoding", "replay"}
+    {"file_name", "file_sha1", "formatting", "columns", "tags", "ranking", "generator", "generator_args", "whole_file", "encoding", "defaults", "replay"}
 )
 REMOTE_KEYS = ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")
 MEDIA_COLUMNS = ("images", "videos", "audios")
@@ -47,7 +47,7 @@ class DatasetSpec:
     encoding: str | None = None  # of its text files; None: the `encoding` setting, else UTF-8
     generator: str | None = None
     generator_args: dict[str, Any] = field(default_factory=dict)
-    replay: float | None = None  # replay rows per training row this dataset asks for (see DataArguments.replay)
+    defaults: dict[str, Any] = field(default_factory=dict)  # training settings it asks for (entry_defaults)
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def spec_from_entry(name: str, entry: Any, registry: Registry, override_args: di
             row_format=row_format,
             generator=str(entry["generator"]),
             generator_args={**mapping(entry.get("generator_args") or {}, f"{where}: generator_args"), **override_args},
-            replay=entry_replay(entry, where),
+            defaults=entry_defaults(entry, where),
         )
     return DatasetSpec(
         name=name,
@@ -124,7 +124,7 @@ def spec_from_entry(name: str, entry: Any, registry: Registry, override_args: di
         sha1=entry_sha1(entry, where),
         whole_file=bool(entry.get("whole_file", False)),
         encoding=entry_encoding(entry, where),
-        replay=entry_replay(entry, where),
+        defaults=entry_defaults(entry, where),
     )
 
 
@@ -135,14 +135,16 @@ def entry_sha1(entry: dict[str, Any], where: str) -> str | None:
     return value
 
 
-def entry_replay(entry: dict[str, Any], where: str) -> float | None:
-    """glmtune's own key: a dataset that teaches one narrow thing (an identity) asks for replay by default."""
-    value = entry.get("replay")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ConfigError(f"{where}: replay must be a number >= 0 (replay rows per training row), got {value!r}")
-    return float(value)
+def entry_defaults(entry: dict[str, Any], where: str) -> dict[str, Any]:
+    """glmtune's own key: training settings a dataset asks for when the user sets none (a narrow identity set wants
+    replay and a higher LoRA rate). A method's name holds settings for that method alone: {"lora": {...}}. The
+    older `"replay": R` is short for `"defaults": {"replay": R}`. Names and values are checked where they apply."""
+    defaults = entry.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{where}: defaults must be an object of training settings, got {defaults!r}")
+    if "replay" in entry:
+        defaults = {**defaults, "replay": entry["replay"]}
+    return defaults
 
 
 def entry_encoding(entry: dict[str, Any], where: str) -> str | None:

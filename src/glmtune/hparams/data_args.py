@@ -56,13 +56,13 @@ class DataArguments:
         default=None,
         metadata={"help": "Arguments for generated datasets such as math_4op, as YAML: '{size: 5000, seed: 1}'."},
     )
-    replay: float | None = field(
-        default=None,
+    replay: float = field(
+        default=0.0,
         metadata={
             "help": "Against forgetting (sft): add the starting model's own answers to glmtune's bundled general "
             "prompts (en + zh), this many per training row and epoch (1: as many as the data has; other prompts each "
-            "epoch), generated once per model and cached. Empty: what the datasets ask for in dataset_info.json (`replay`; the bundled identity "
-            "sets ask for 1), else 0."
+            "epoch), generated once per model and cached. A dataset may ask for it in dataset_info.json (`defaults`; the bundled "
+            "identity set asks for 1)."
         },
     )
     identity_name: str = field(default="glmtune", metadata={"help": "Fills {{name}} in identity datasets."})

@@ -144,6 +144,15 @@ def training_defaults(method: str) -> dict[str, Any]:
     }
 
 
+def train_command_defaults(method: str | None, stage: str, dataset_defaults: dict[str, Any] | None) -> dict[str, Any]:
+    """The defaults `train` and `estimate` parse over: the method's, then the stage's, then the datasets' asks."""
+    return {
+        **training_defaults(method or "lora"),
+        **dict(STAGES[stage].defaults if stage in STAGES else ()),
+        **(dataset_defaults or {}),
+    }
+
+
 def train_settings_yaml(args: TrainArgs) -> str:
     """The resolved training settings as YAML that `get_train_args([file])` parses back to the same values."""
     defaults = {**training_defaults(args.finetuning.finetuning_type), **COUNTED_TOKENS}
@@ -216,14 +225,15 @@ def get_score_args(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments, 
     return model_args, data_args, score_args
 
 
-def get_train_args(argv: Sequence[str]) -> TrainArgs:
-    """Arguments for `glmtune train`; training arguments are HF's Seq2SeqTrainingArguments."""
+def get_train_args(argv: Sequence[str], dataset_defaults: dict[str, Any] | None = None) -> TrainArgs:
+    """Arguments for `glmtune train`; training arguments are HF's Seq2SeqTrainingArguments. `dataset_defaults`:
+    what the datasets ask for (train/dataset_defaults.py), over glmtune's defaults and under the user's settings."""
     # An unknown stage or method is reported by the parser's choice check, with a suggestion.
     peeked = peek_settings(argv, ("stage", "finetuning_type", "do_train", "deepspeed", *EVALUATING))
     raise_if_problems(check_deepspeed(peeked["deepspeed"]))  # transformers' parsing would fail on it with a traceback
     stage = peeked["stage"] or "sft"
     stage_settings_classes = STAGES[stage].settings_classes() if stage in STAGES else ()
-    defaults = {**training_defaults(peeked["finetuning_type"] or "lora"), **dict(STAGES[stage].defaults if stage in STAGES else ())}
+    defaults = train_command_defaults(peeked["finetuning_type"], stage, dataset_defaults)
     if peeked["do_train"] is None and any(is_true(peeked[name]) for name in EVALUATING):
         defaults["do_train"] = False  # ChatGLM Efficient Tuning's evaluation command names do_eval alone, no training
     model_args, data_args, training_args, finetuning_args, generating_args, *stage_settings = parse_command(
@@ -259,7 +269,7 @@ class EstimateRequest:
     output_dir: str | None  # where to write the estimate's JSON: only where the user named one
 
 
-def get_estimate_args(argv: Sequence[str]) -> EstimateRequest:
+def get_estimate_args(argv: Sequence[str], dataset_defaults: dict[str, Any] | None = None) -> EstimateRequest:
     """The training settings without the checks that need data or a run: nothing is read or trained.
 
     DeepSpeed's config is taken aside before parsing: transformers' training arguments import
@@ -268,7 +278,7 @@ def get_estimate_args(argv: Sequence[str]) -> EstimateRequest:
     peeked = peek_settings(argv, ("stage", "finetuning_type", "deepspeed", "output_dir"))
     stage = peeked["stage"] or "sft"
     stage_settings_classes = STAGES[stage].settings_classes() if stage in STAGES else ()
-    defaults = training_defaults(peeked["finetuning_type"] or "lora")
+    defaults = train_command_defaults(peeked["finetuning_type"], stage, dataset_defaults)
     model_args, data_args, training_args, finetuning_args, generating_args, estimate_args, *stage_settings = parse_command(
         "estimate", [*argv, "--deepspeed", ""], stage_settings_classes, defaults
     )

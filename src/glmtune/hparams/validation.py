@@ -63,7 +63,7 @@ def check_data(data_args: DataArguments) -> list[str]:
         problems.append("val_size and eval_dataset both ask for validation data: keep one")
     if data_args.streaming and 0 < data_args.val_size < 1:
         problems.append(f"val_size={data_args.val_size} with streaming: give a row count (the length is unknown)")
-    if data_args.replay is not None and data_args.replay < 0:
+    if data_args.replay < 0:
         problems.append(f"replay={data_args.replay}: must be >= 0 (replay rows per training row)")
     if data_args.interleave_probs and data_args.mix_strategy == "concat":
         problems.append("interleave_probs needs mix_strategy=interleave_under or interleave_over")

@@ -185,8 +185,9 @@ def render(estimate: MemoryEstimate, about: dict[str, Any], device_memory: int |
 
 def main(argv: Sequence[str]) -> int:
     from glmtune.hparams.entry import get_estimate_args
+    from glmtune.train.dataset_defaults import with_dataset_defaults
 
-    request = get_estimate_args(argv)
+    request = with_dataset_defaults(argv, get_estimate_args, lambda parsed: parsed.train)
     estimate, about = estimate_request(request)
     device_memory = request.estimate.device_memory_bytes()
     render(estimate, about, device_memory)

@@ -77,7 +77,7 @@ def with_replay(data: TokenizedData, model: Any, tokenizer: Any, stage: Stage, a
     from datasets import concatenate_datasets
 
     pool = bundled_prompts()
-    per_epoch = min(round(data.replay * len(data.train)), len(pool))
+    per_epoch = min(round(args.data.replay * len(data.train)), len(pool))
     if per_epoch == 0:
         return data
     rounds = replay_rounds(args.training, per_epoch, len(pool))

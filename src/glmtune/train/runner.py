@@ -17,12 +17,13 @@ def main(argv: Sequence[str]) -> int:
     from transformers import set_seed
 
     from glmtune.eval.metrics import check_metrics_installed
-    from glmtune.hparams.entry import get_train_args, write_train_config
+    from glmtune.hparams.entry import write_train_config
     from glmtune.hparams.validation import predicts_after_training
     from glmtune.stages import get_stage
     from glmtune.train.checkpoints import resolve_resume
+    from glmtune.train.dataset_defaults import train_args_with_dataset_defaults
 
-    args = get_train_args(argv)
+    args = train_args_with_dataset_defaults(argv)
     if not args.training.do_train:
         return predict_only(args)
     if predicts_after_training(args.training):

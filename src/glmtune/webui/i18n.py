@@ -25,7 +25,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "template": ("Template", "对话模板"),
     "stage": ("Stage", "训练阶段"),
     "finetuning_type": ("Fine-tuning method", "微调方法"),
-    "learning_rate": ("Learning rate (0: the method's default)", "学习率（0：该方法的默认值）"),
+    "learning_rate": ("Learning rate (0: the default of the method or dataset)", "学习率（0：该方法或数据集的默认值）"),
     "num_train_epochs": ("Epochs", "训练轮数"),
     "max_steps": ("Max steps (-1: by epochs)", "最大步数（-1：按轮数）"),
     "batch_size": ("Batch size per device", "每设备批大小"),
