@@ -101,7 +101,7 @@ def test_train_from_the_page_then_chat_with_the_result(server, tmp_path):
         page.get_by_role("button", name="Refresh datasets").filter(visible=True).first.click()
         choose(page, "Datasets", DATASET)
         for label, value in [
-            ("Max steps (-1: by epochs)", "6"), ("Batch size per device", "2"), ("Cutoff length (tokens)", "64"),
+            ("Max steps (-1: by epochs)", "6"), ("Batch size per device (0: the default, glmtune's or the dataset's)", "2"), ("Cutoff length (tokens)", "64"),
             ("LoRA rank", "4"), ("Log every N steps", "1"), ("Save every N steps", "3"), ("Output folder", "outputs/browser"),
         ]:  # fmt: skip
             fill(page, label, value)

@@ -20,6 +20,7 @@ from glmtune.errors import ConfigError
 from glmtune.hparams.entry import get_train_args
 from glmtune.paths import is_complete
 from glmtune.train.checkpoints import newest_complete_checkpoint
+from glmtune.train.dataset_defaults import train_args_with_dataset_defaults
 from glmtune.webui.jobs import FINISHED, STOPPED, JobManager
 from glmtune.webui.train_job import (
     command_line,
@@ -157,3 +158,11 @@ def test_stop_saves_a_complete_checkpoint_and_ends_the_job_cleanly(workspace):
 def test_preview_shows_rendered_rows(workspace):
     text = preview_rows(workspace, tiny_form())
     assert "sample 1" in text and "What is 0 + 0?" in text and "⟦" in text
+
+
+def test_zero_rate_and_batch_leave_them_to_the_method_or_dataset(workspace):
+    """The bundled identity set asks for its own LoRA rate and batch; a form left at 0 lets it."""
+    line = command_line(train_settings(workspace, tiny_form(batch_size=0, dataset_dir="", datasets=["identity"])))
+    assert "per_device_train_batch_size" not in line and "learning_rate" not in line
+    asked = train_args_with_dataset_defaults(shlex.split(line)[2:]).training
+    assert (asked.per_device_train_batch_size, asked.learning_rate) == (8, 0.0015)

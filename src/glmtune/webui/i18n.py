@@ -28,7 +28,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "learning_rate": ("Learning rate (0: the default of the method or dataset)", "学习率（0：该方法或数据集的默认值）"),
     "num_train_epochs": ("Epochs", "训练轮数"),
     "max_steps": ("Max steps (-1: by epochs)", "最大步数（-1：按轮数）"),
-    "batch_size": ("Batch size per device", "每设备批大小"),
+    "batch_size": ("Batch size per device (0: the default, glmtune's or the dataset's)", "每设备批大小（0：默认值，glmtune或数据集的）"),
     "grad_accum": ("Gradient accumulation", "梯度累积"),
     "cutoff_len": ("Cutoff length (tokens)", "截断长度（词元）"),
     "max_samples": ("Max samples per dataset (0: all)", "每个数据集最大样本数（0：全部）"),

@@ -80,7 +80,7 @@ def train_settings(workspace: Workspace, form: TrainForm) -> dict[str, Any]:
         "learning_rate": form.learning_rate or None,
         "num_train_epochs": form.num_train_epochs,
         "max_steps": int(form.max_steps),
-        "per_device_train_batch_size": int(form.batch_size),
+        "per_device_train_batch_size": int(form.batch_size) or None,
         "gradient_accumulation_steps": int(form.grad_accum),
         "cutoff_len": int(form.cutoff_len),
         "max_samples": int(form.max_samples) or None,

@@ -73,7 +73,7 @@ def build_train_tab(context: Context, demo: gr.Blocks) -> None:
         learning_rate = context.number("learning_rate", value=0, minimum=0)
         epochs = context.number("num_train_epochs", value=TRAINING_DEFAULTS["num_train_epochs"], minimum=0)
         max_steps = context.number("max_steps", value=-1, precision=0)
-        batch_size = context.number("batch_size", value=TRAINING_DEFAULTS["per_device_train_batch_size"], precision=0, minimum=1)
+        batch_size = context.number("batch_size", value=0, precision=0, minimum=0)
         grad_accum = context.number("grad_accum", value=1, precision=0, minimum=1)
     with gr.Row():
         cutoff_len = context.number("cutoff_len", value=1024, precision=0, minimum=1)
