@@ -74,6 +74,7 @@ def test_a_setting_of_another_stage_waits_for_that_stage(tmp_path):
         ({"defaults": {"learning_rat": 0.1}}, r"dataset 'mine': defaults: unknown training setting 'learning_rat'.*learning_rate"),
         ({"defaults": [1]}, r"dataset 'mine': defaults must be an object of training settings"),
         ({"defaults": {"lora": 0.1}}, r"dataset 'mine': defaults: lora must be an object of settings for that method"),
+        ({"defaults": {"full": {"learning_rat": 1e-5}}}, r"dataset 'mine': defaults: unknown training setting 'learning_rat'"),
         ({"defaults": {"learning_rate": "lots"}}, r"(?s)dataset 'mine' asks for learning_rate=lots: .*invalid float value: 'lots'"),
         ({"defaults": {"num_train_epochs": True}}, r"(?s)dataset 'mine' asks for num_train_epochs=True: .*invalid float value"),
     ],

@@ -1,7 +1,7 @@
 """Training settings the datasets ask for (`defaults` in dataset_info.json), under whatever the user sets.
 
 A narrow dataset knows what it needs better than a method-wide default: the bundled identity set teaches
-one fact from 90 rows and asks for replay against forgetting and a higher LoRA rate. The settings apply
+one fact from 90 rows and asks for replay against forgetting, and for LoRA a higher rate and batch. The settings apply
 as defaults, so a config file, key=value or a flag still wins, and the resolved config written into the
 output folder records them. Datasets mixed in one run must agree on a setting they both name.
 """
@@ -63,7 +63,6 @@ def asked_settings(args: TrainArgs, argv: Sequence[str]) -> dict[str, tuple[Any,
         place = f"{registry.file}: dataset {name!r}: defaults"
         defaults = resolve(name, registry, args.data.generator_args).defaults
         for setting, value in for_method(defaults, args.finetuning.finetuning_type, place).items():
-            check_known(setting, place)
             if not stage_takes(setting, stage) or peek_setting(argv, setting) is not None:
                 continue
             if setting in asked and asked[setting][0] != value:
@@ -81,12 +80,15 @@ def as_text(value: Any) -> Any:
 
 
 def for_method(defaults: dict[str, Any], method: str, place: str) -> dict[str, Any]:
-    """The settings for every method, with those under this method's name over them."""
+    """The settings for every method, with those under this method's name over them; every method's are checked,
+    so a mistake shows whichever method runs."""
     general = {name: value for name, value in defaults.items() if name not in METHODS}
-    own = defaults.get(method, {})
-    if not isinstance(own, dict):
-        raise ConfigError(f"{place}: {method} must be an object of settings for that method, got {own!r}")
-    return {**general, **own}
+    for name, own in defaults.items():
+        if name in METHODS and not isinstance(own, dict):
+            raise ConfigError(f"{place}: {name} must be an object of settings for that method, got {own!r}")
+    for setting in [*general, *(setting for name in METHODS for setting in defaults.get(name, {}))]:
+        check_known(setting, place)
+    return {**general, **defaults.get(method, {})}
 
 
 def stage_fields(stage: Stage) -> set[str]:
