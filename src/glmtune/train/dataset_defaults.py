@@ -9,9 +9,10 @@ output folder records them. Datasets mixed in one run must agree on a setting th
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
+from functools import cache
 from typing import Any, TypeVar
 
-from glmtune.data.registry import load_registry, resolve
+from glmtune.data.registry import Registry, load_registry, resolve
 from glmtune.errors import ConfigError, did_you_mean
 from glmtune.hparams.entry import (
     COMMAND_SETTINGS,
@@ -19,10 +20,10 @@ from glmtune.hparams.entry import (
     get_train_args,
     resolve_class,
 )
-from glmtune.hparams.parser import peek_setting
+from glmtune.hparams.parser import peek_settings
 from glmtune.hparams.validation import split_names
 from glmtune.methods import METHODS
-from glmtune.stages import STAGES, Stage
+from glmtune.stages import STAGES
 
 logger = logging.getLogger(__name__)
 Parsed = TypeVar("Parsed")
@@ -38,39 +39,42 @@ def with_dataset_defaults(argv: Sequence[str], parse: Callable[..., Parsed], tra
     the training settings; `train_args` finds them in what `parse` returns)."""
     parsed = parse(argv)
     args = train_args(parsed)
-    asked = asked_settings(args, argv)
+    registry = load_registry(args.data.dataset_dir)
+    asked = asked_settings(args, argv, registry)
     if not asked:
         return parsed
-    registry = load_registry(args.data.dataset_dir).file
     by_dataset: dict[str, list[str]] = {}
     for setting, (value, dataset) in asked.items():
         by_dataset.setdefault(dataset, []).append(f"{setting}={value}")
     named = "; ".join(f"dataset {dataset!r} asks for {', '.join(items)}" for dataset, items in by_dataset.items())
-    logger.info("%s (%s defaults)", named, registry)
+    logger.info("%s (%s defaults)", named, registry.file)
     try:
         return parse(argv, {setting: as_text(value) for setting, (value, _) in asked.items()})
     except ConfigError as error:
-        raise ConfigError(f"{registry}: {named}: {error}") from error
+        raise ConfigError(f"{registry.file}: {named}: {error}") from error
 
 
-def asked_settings(args: TrainArgs, argv: Sequence[str]) -> dict[str, tuple[Any, str]]:
+def asked_settings(args: TrainArgs, argv: Sequence[str], registry: Registry) -> dict[str, tuple[Any, str]]:
     """setting -> (value, the dataset asking) for this run's stage and method, leaving out what `argv` sets;
     datasets that disagree are an error."""
-    registry = load_registry(args.data.dataset_dir)
     stage = STAGES[args.finetuning.stage]
-    asked: dict[str, tuple[Any, str]] = {}
+    wanted: list[tuple[str, Any, str]] = []  # (setting, value, dataset) in the datasets' order
     for name in split_names(args.data.dataset):
         place = f"{registry.file}: dataset {name!r}: defaults"
         defaults = resolve(name, registry, args.data.generator_args).defaults
-        for setting, value in for_method(defaults, args.finetuning.finetuning_type, place).items():
-            if not stage_takes(setting, stage) or peek_setting(argv, setting) is not None:
-                continue
-            if setting in asked and asked[setting][0] != value:
-                raise ConfigError(
-                    f"datasets {asked[setting][1]!r} and {name!r} ask for different {setting} ({asked[setting][0]!r}, "
-                    f"{value!r}) in {registry.file}: set {setting} yourself"
-                )
-            asked.setdefault(setting, (value, name))
+        own = for_method(defaults, args.finetuning.finetuning_type, place)
+        wanted += [(setting, value, name) for setting, value in own.items() if stage_takes(setting, stage.name)]
+    given = peek_settings(argv, [setting for setting, _, _ in wanted])  # one read of the config file
+    asked: dict[str, tuple[Any, str]] = {}
+    for setting, value, name in wanted:
+        if given[setting] is not None:
+            continue
+        if setting in asked and asked[setting][0] != value:
+            raise ConfigError(
+                f"datasets {asked[setting][1]!r} and {name!r} ask for different {setting} ({asked[setting][0]!r}, "
+                f"{value!r}) in {registry.file}: set {setting} yourself"
+            )
+        asked.setdefault(setting, (value, name))
     return asked
 
 
@@ -91,18 +95,19 @@ def for_method(defaults: dict[str, Any], method: str, place: str) -> dict[str, A
     return {**general, **defaults.get(method, {})}
 
 
-def stage_fields(stage: Stage) -> set[str]:
+@cache
+def stage_fields(stage: str) -> frozenset[str]:
     """The settings `glmtune train` parses for `stage`."""
-    classes = [resolve_class(cls) for cls in COMMAND_SETTINGS["train"]] + list(stage.settings_classes())
-    return {f.name for cls in classes for f in dataclasses.fields(cls)}
+    classes = [resolve_class(cls) for cls in COMMAND_SETTINGS["train"]] + list(STAGES[stage].settings_classes())
+    return frozenset(f.name for cls in classes for f in dataclasses.fields(cls))
 
 
 def check_known(setting: str, place: str) -> None:
-    known = set().union(*(stage_fields(stage) for stage in STAGES.values()))
+    known = set().union(*(stage_fields(stage) for stage in STAGES))
     if setting not in known:
         raise ConfigError(f"{place}: unknown training setting {setting!r}{did_you_mean(setting, known)}")
 
 
-def stage_takes(setting: str, stage: Stage) -> bool:
+def stage_takes(setting: str, stage: str) -> bool:
     """A setting of another stage (pref_beta for sft) does not apply; replay only where the stage replays."""
-    return setting in stage_fields(stage) and (setting != "replay" or stage.replays)
+    return setting in stage_fields(stage) and (setting != "replay" or STAGES[stage].replays)
