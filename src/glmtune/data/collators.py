@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from glmtune.data.schema import IGNORE_INDEX
+from glmtune.data.schema import IGNORE_INDEX, REFERENCE_LOGPS, UNRESTRAINED
 
 
 def pad_token_id(tokenizer: Any) -> int:
@@ -39,6 +39,17 @@ def pad_positions(sequences: list[list[int]], length: int) -> torch.Tensor:
     for row, sequence in enumerate(sequences):
         batch[row, : len(sequence)] = torch.as_tensor(sequence, dtype=torch.long)
         batch[row, len(sequence) :] -= len(sequence)
+    return batch
+
+
+def pad_vectors(sequences: list[list[list[float]]], value: float, length: int) -> torch.Tensor:
+    """Per-position vectors of one width as [rows, length, width] floats, `value` on padding and in rows without
+    any (width 0 when no row has one)."""
+    width = max((len(sequence[0]) for sequence in sequences if sequence), default=0)
+    batch = torch.full((len(sequences), length, width), value, dtype=torch.float32)
+    for row, sequence in enumerate(sequences):
+        if sequence:
+            batch[row, : len(sequence)] = torch.as_tensor(sequence, dtype=torch.float32)
     return batch
 
 
@@ -72,6 +83,9 @@ class SupervisedCollator:
         input_ids = [feature["input_ids"] for feature in features]
         labels = [feature["labels"] for feature in features]
         batch = supervised_batch(input_ids, labels, pad_token_id(self.tokenizer), self.pad_to_multiple_of)
+        if REFERENCE_LOGPS in features[0]:  # replayed rows' restraint (train/restraint.py)
+            references = [feature[REFERENCE_LOGPS] for feature in features]
+            batch[REFERENCE_LOGPS] = pad_vectors(references, UNRESTRAINED, batch["input_ids"].shape[1])
         if "position_ids" in features[0]:
             del batch["attention_mask"]
             positions = [feature["position_ids"] for feature in features]

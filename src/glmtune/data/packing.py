@@ -42,22 +42,29 @@ def best_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:
 
 
 def pack_rows(
-    input_ids: list[list[int]], labels: list[list[int]], capacity: int, position_ids: list[list[int]] | None = None
-) -> list[dict[str, list[int]]]:
+    input_ids: list[list[int]],
+    labels: list[list[int]],
+    capacity: int,
+    position_ids: list[list[int]] | None = None,
+    label_aligned: dict[str, tuple[list[list[Any]], Any]] | None = None,
+) -> list[dict[str, list[Any]]]:
     """Rows packed into sequences by best_fit_decreasing.
 
     Positions restart at 0 for each row (or keep the row's own, for rows that are packed
     already), so attention stays within a sample; a row's first label is the target of the
-    previous token, which belongs to another row, so it is ignored.
+    previous token, which belongs to another row, so it is ignored. `label_aligned` columns (name ->
+    rows, the value of a position without a label) follow the labels, their rows' first values replaced alike.
     """
     lengths = [len(ids) for ids in input_ids]
+    columns = {"labels": (labels, IGNORE_INDEX), **(label_aligned or {})}
     packed = []
     for members in best_fit_decreasing(lengths, capacity):
-        sequence: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": []}
+        sequence: dict[str, list[Any]] = {"input_ids": [], "position_ids": [], **{name: [] for name in columns}}
         for index in members:
             sequence["input_ids"] += input_ids[index]
-            sequence["labels"] += [IGNORE_INDEX] + labels[index][1:]
             sequence["position_ids"] += position_ids[index] if position_ids else range(lengths[index])
+            for name, (rows, unlabelled) in columns.items():
+                sequence[name] += [unlabelled] + rows[index][1:]
         packed.append(sequence)
     return packed
 

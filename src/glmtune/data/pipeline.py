@@ -35,6 +35,7 @@ class TokenizedData:
     validation: Any | None
     report: LoadReport
     rotating: RotatingRows | None = None
+    restraint: Any = None  # new words held back on replayed rows (train/restraint.py)
 
 
 def combine_reports(loading: LoadReport, encoding: LoadReport) -> LoadReport:

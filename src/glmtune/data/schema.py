@@ -11,6 +11,10 @@ from typing import NamedTuple, TypedDict
 
 ROLES = ("user", "assistant", "observation", "function")
 IGNORE_INDEX = -100  # the label of a token that carries no loss: cross-entropy skips it
+# A label-aligned column of replayed rows: per position, the starting model's log-probabilities of the tokens
+# training holds back there (train/restraint.py); UNRESTRAINED where none is held.
+REFERENCE_LOGPS = "reference_logps"
+UNRESTRAINED = float("inf")
 USER_SIDE = ("user", "observation")  # what the model answers: even positions
 ASSISTANT_SIDE = ("assistant", "function")  # what the model says: odd positions
 

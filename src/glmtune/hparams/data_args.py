@@ -65,6 +65,14 @@ class DataArguments:
             "identity set asks for 1)."
         },
     )
+    restrain_new_words: float = field(
+        default=1.0,
+        metadata={
+            "help": "With replay: the weight of a hinge that holds the words the training answers bring in (used in 10% "
+            "of them or more, never in the starting model's own answers: a new name) on replayed conversations to at most twice "
+            "the probability the starting model gave them there, so they stay where they were taught (0: off)."
+        },
+    )
     identity_name: str = field(default="glmtune", metadata={"help": "Fills {{name}} in identity datasets."})
     identity_author: str = field(default="glmtune", metadata={"help": "Fills {{author}} in identity datasets."})
 

@@ -11,6 +11,8 @@ The logits are computed as an nn.Linear head would compute them: in autocast's d
 is on, else in the weight's; the softmax and the loss always in fp32.
 """
 
+from typing import NamedTuple
+
 import torch
 
 CHUNK_ELEMENTS = 1 << 23  # logits per chunk: 32 MB in fp32 whatever the vocabulary size
@@ -22,11 +24,28 @@ def matmul_weight(hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return weight.to(torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device) else weight
 
 
+class HeldBack(NamedTuple):
+    """Tokens whose log-probability is held under a cap per position (train/restraint.py)."""
+
+    token_ids: torch.Tensor  # [tokens]
+    caps: torch.Tensor  # [positions, tokens] log-probabilities; inf: no cap
+    weight: float
+
+
+def over_caps(log_probs: torch.Tensor, held: HeldBack, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The hinge penalty of the chunk of positions from `start` (summed) and where its tokens exceed their caps."""
+    caps = held.caps[start : start + log_probs.shape[0]]
+    excess = log_probs[:, held.token_ids] - caps
+    over = excess > 0
+    return held.weight * torch.where(over, excess, 0).sum(), over
+
+
 class ChunkedLinearCrossEntropy(torch.autograd.Function):
-    """Sum over positions of cross_entropy(hidden @ weight.T, targets), computed a chunk at a time."""
+    """Sum over positions of cross_entropy(hidden @ weight.T, targets), computed a chunk at a time, plus, with
+    `held`, the hinge weight x sum(max(0, log p(token) - cap)) over its tokens and positions."""
 
     @staticmethod
-    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, held: HeldBack | None) -> torch.Tensor:  # type: ignore[override]
         want_hidden, want_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         ctx.weight_dtype, weight = weight.dtype, matmul_weight(hidden, weight)
         grad_hidden = torch.empty_like(hidden) if want_hidden else None
@@ -37,9 +56,15 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
             states, labels = hidden[start : start + chunk], targets[start : start + chunk]
             log_probs = torch.log_softmax((states.to(weight.dtype) @ weight.T).float(), dim=-1)
             total -= log_probs.gather(1, labels[:, None]).sum()
+            if held is not None:
+                penalty, over = over_caps(log_probs, held, start)
+                total += penalty
             if not (want_hidden or want_weight):
                 continue
             grad_logits = log_probs.exp_()  # softmax, in place of the log-probabilities
+            if held is not None:  # d log p(t) / d logits = onehot(t) - softmax, for each token over its cap
+                grad_logits.mul_(1 - held.weight * over.sum(dim=1, keepdim=True))
+                grad_logits[:, held.token_ids] += held.weight * over
             grad_logits[torch.arange(labels.shape[0], device=labels.device), labels] -= 1
             if grad_hidden is not None:
                 grad_hidden[start : start + chunk] = (grad_logits.to(weight.dtype) @ weight).to(hidden.dtype)
@@ -49,18 +74,22 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         return total
 
     @staticmethod
-    def backward(ctx, grad_total: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:  # type: ignore[override]
+    def backward(ctx, grad_total: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:  # type: ignore[override]
         grad_hidden, grad_weight = ctx.saved_tensors
         return (
             None if grad_hidden is None else grad_hidden * grad_total.to(grad_hidden.dtype),
             None if grad_weight is None else (grad_weight * grad_total).to(ctx.weight_dtype),
             None,
+            None,
         )
 
 
-def chunked_cross_entropy_sum(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Summed next-token cross-entropy of `hidden` [positions, dim] through a bias-free head `weight` [vocab, dim]."""
-    return ChunkedLinearCrossEntropy.apply(hidden, weight, targets)
+def chunked_cross_entropy_sum(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, held: HeldBack | None = None
+) -> torch.Tensor:
+    """Summed next-token cross-entropy of `hidden` [positions, dim] through a bias-free head `weight` [vocab, dim]
+    (with `held`, plus its hinge penalty)."""
+    return ChunkedLinearCrossEntropy.apply(hidden, weight, targets, held)
 
 
 class ChunkedTokenLogProbs(torch.autograd.Function):

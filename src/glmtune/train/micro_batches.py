@@ -18,14 +18,14 @@ from typing import Any
 import torch
 
 from glmtune.data.packing import pack_rows
-from glmtune.data.schema import IGNORE_INDEX
+from glmtune.data.schema import IGNORE_INDEX, REFERENCE_LOGPS, UNRESTRAINED
 from glmtune.model.adapters import base_model
 from glmtune.model.shape_buckets import (
     MICRO_BATCH_BUCKETS_PER_DOUBLING,
     bucketed_length,
 )
 
-SPLITTABLE_KEYS = {"input_ids", "labels", "attention_mask", "position_ids"}
+SPLITTABLE_KEYS = {"input_ids", "labels", "attention_mask", "position_ids", REFERENCE_LOGPS}
 # At 512 tokens matrix products already run at full speed on a CPU, while activation memory
 # keeps growing with the budget (and, off SDPA, a packed sequence's dense mask with its square).
 CPU_TOKEN_BUDGET = 512
@@ -90,19 +90,36 @@ def shared_prefix_length(input_ids: list[list[int]], labels: list[list[int]]) ->
     return length if length >= MIN_SHARED_PREFIX else 0
 
 
-def pack_sharing_prefix(rows: dict[str, list[list[int]]], capacity: int, prefix: int) -> list[dict[str, list[int]]]:
+def unlabelled_values(rows: dict[str, list[list[Any]]]) -> dict[str, Any]:
+    """Per label-aligned column of the rows: its value at a position without a label."""
+    values: dict[str, Any] = {"labels": IGNORE_INDEX}
+    if REFERENCE_LOGPS in rows:
+        values[REFERENCE_LOGPS] = [UNRESTRAINED] * len(rows[REFERENCE_LOGPS][0][0])
+    return values
+
+
+def packed(rows: dict[str, list[list[Any]]], capacity: int, start: int = 0) -> list[dict[str, list[Any]]]:
+    """The rows from their `start`-th token on, packed into sequences of at most `capacity` tokens."""
+    unlabelled = unlabelled_values(rows)
+    aligned = {name: ([row[start:] for row in rows[name]], value) for name, value in unlabelled.items() if name != "labels"}
+    positions = rows.get("position_ids")
+    return pack_rows(
+        [ids[start:] for ids in rows["input_ids"]], [labels[start:] for labels in rows["labels"]], capacity,
+        None if positions is None else [row[start:] for row in positions], aligned,
+    )  # fmt: skip
+
+
+def pack_sharing_prefix(rows: dict[str, list[list[Any]]], capacity: int, prefix: int) -> list[dict[str, list[Any]]]:
     """Rows packed after their first `prefix` tokens, each sequence led by those tokens once.
 
     Remainders keep counting positions from `prefix`: the sequence's first row joins the prefix as one
     sample, and every later remainder starts a sample there, which segment_prefixes() recognises.
     """
     positions = rows.get("position_ids") or [list(range(len(ids))) for ids in rows["input_ids"]]
-    packed = pack_rows(
-        [ids[prefix:] for ids in rows["input_ids"]], [labels[prefix:] for labels in rows["labels"]],
-        capacity - prefix, [row[prefix:] for row in positions],
-    )  # fmt: skip
-    lead = {"input_ids": rows["input_ids"][0][:prefix], "labels": [IGNORE_INDEX] * prefix, "position_ids": positions[0][:prefix]}
-    return [{name: lead[name] + sequence[name] for name in lead} for sequence in packed]
+    lead = {name: [value] * prefix for name, value in unlabelled_values(rows).items()}
+    lead |= {"input_ids": rows["input_ids"][0][:prefix], "position_ids": positions[0][:prefix]}
+    sequences = packed({**rows, "position_ids": positions}, capacity - prefix, prefix)
+    return [{name: lead[name] + sequence[name] for name in lead} for sequence in sequences]
 
 
 def segment_prefixes(position_ids: list[int], boundaries: list[int], prefix: int) -> list[tuple[int, int] | None]:
@@ -111,7 +128,7 @@ def segment_prefixes(position_ids: list[int], boundaries: list[int], prefix: int
     return [(0, prefix) if position_ids[start] == prefix else None for start in boundaries[:-1]]
 
 
-def packed_micro_batch(sequence: dict[str, list[int]], prefix: int = 0) -> dict[str, Any]:
+def packed_micro_batch(sequence: dict[str, list[Any]], prefix: int = 0) -> dict[str, Any]:
     """One packed sequence as a batch of one row, with its sample boundaries (and, for a sequence led by a
     shared prefix of that many tokens, which samples attend to it).
 
@@ -119,12 +136,16 @@ def packed_micro_batch(sequence: dict[str, list[int]], prefix: int = 0) -> dict[
     (its own positions, so it attends only to itself): it adds nothing to the loss or gradients.
     """
     filler = bucketed_length(len(sequence["input_ids"]), MICRO_BATCH_BUCKETS_PER_DOUBLING) - len(sequence["input_ids"])
+    unlabelled = unlabelled_values({name: [values] for name, values in sequence.items()})
     sequence = {
+        **{name: sequence[name] + [value] * filler for name, value in unlabelled.items()},
         "input_ids": sequence["input_ids"] + sequence["input_ids"][-1:] * filler,
-        "labels": sequence["labels"] + [IGNORE_INDEX] * filler,
         "position_ids": sequence["position_ids"] + list(range(filler)),
     }
-    batch: dict[str, Any] = {name: torch.tensor([ids], dtype=torch.long) for name, ids in sequence.items()}
+    batch: dict[str, Any] = {
+        name: torch.tensor([values], dtype=torch.float32 if name == REFERENCE_LOGPS else torch.long)
+        for name, values in sequence.items()
+    }
     boundaries = sample_boundaries(batch["position_ids"][0])
     if prefix and boundaries:
         boundaries["segment_prefixes"] = segment_prefixes(sequence["position_ids"], boundaries["cu_seq_lens_q"].tolist(), prefix)
@@ -152,11 +173,10 @@ def split_into_micro_batches(
         return [single_row(batch, row, length) for row, length in enumerate(lengths)]
     rows = {
         name: [batch[name][row, :length].tolist() for row, length in enumerate(lengths)]
-        for name in ("input_ids", "labels", "position_ids")
+        for name in ("input_ids", "labels", "position_ids", REFERENCE_LOGPS)
         if name in batch
     }
     prefix = shared_prefix_length(rows["input_ids"], rows["labels"]) if share_prefix else 0
     if prefix and 2 * prefix <= token_budget:
         return [packed_micro_batch(sequence, prefix) for sequence in pack_sharing_prefix(rows, token_budget, prefix)]
-    packed = pack_rows(rows["input_ids"], rows["labels"], token_budget, rows.get("position_ids"))
-    return [packed_micro_batch(sequence) for sequence in packed]
+    return [packed_micro_batch(sequence) for sequence in packed(rows, token_budget)]

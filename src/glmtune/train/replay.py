@@ -12,7 +12,8 @@ them keeps its end. Each epoch replays other prompts while the bundled ones last
 for the cost of replaying the same ones again. Replayed prompts come in the training rows' scripts, in
 their shares (Chinese training rows anchored only by English replay still taught "中国的首都是Aurora").
 The embedded default model's answers to the bundled prompts ship with glmtune (as its decoding settings
-do), so its first replaying run generates none.
+do), so its first replaying run generates none. On the replayed rows, the words the training data brings in
+are held back where the starting model did not expect them (train/restraint.py).
 """
 
 import hashlib
@@ -21,7 +22,8 @@ import logging
 import math
 import random
 import re
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from functools import cache
 from importlib import resources
@@ -47,6 +49,7 @@ from glmtune.methods import get_method
 from glmtune.model.finetuning import merged_and_continued
 from glmtune.paths import glmtune_home
 from glmtune.stages import Stage
+from glmtune.train.restraint import restrained_rows, restraint_weight
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +102,12 @@ def with_replay(data: TokenizedData, model: Any, tokenizer: Any, stage: Stage, a
     )  # fmt: skip
     if size == 0:
         return data
-    train = concatenate_datasets([data.train, *(group.select(range(size)) for group in encoded)])
-    return replace(data, train=train, rotating=RotatingRows(rounds, size) if rounds > 1 else None)
+    fixed, replayed, restraint = restrained_rows(
+        data.train, [group.select(range(size)) for group in encoded], [answers[prompt][0] for prompt in asked], model,
+        tokenizer, restraint_weight(model, args), starting_model_context(model, args),
+    )  # fmt: skip
+    train = concatenate_datasets([fixed, *replayed])
+    return replace(data, train=train, rotating=RotatingRows(rounds, size) if rounds > 1 else None, restraint=restraint)
 
 
 def replay_rounds(training: Any, per_epoch: int, pool: int) -> int:
@@ -200,9 +207,8 @@ def generate(prompts: list[str], model: Any, tokenizer: Any, args: TrainArgs) ->
     chat_model = ChatModel(model, tokenizer, get_template(args.data.template), settings, args.data.default_system)
     answers: dict[str, Answer] = {}
     model.eval()
-    half = args.model.precision == "bf16"  # the precision training resolved: generate as fast as it trains
     try:
-        with starting_model(model, args), torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=half):
+        with starting_model_context(model, args):
             for start in range(0, len(prompts), BATCH_SIZE):
                 batch = ordered[start : start + BATCH_SIZE]
                 replies = chat_model.batch_chat([[message("user", prompt)] for prompt in batch])
@@ -219,6 +225,14 @@ def shipped_answers(args: TrainArgs) -> dict[str, list[Any]]:
     if name is None or args.model.adapter_name_or_path or args.data.default_system:
         return {}
     return dict(packaged_json(name))
+
+
+@contextmanager
+def starting_model_context(model: Any, args: TrainArgs) -> Iterator[None]:
+    """The starting model (see starting_model), run in the precision training resolved: as fast as it trains."""
+    half = args.model.precision == "bf16"
+    with starting_model(model, args), torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=half):
+        yield
 
 
 def starting_model(model: Any, args: TrainArgs) -> Any:

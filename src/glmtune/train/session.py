@@ -87,6 +87,7 @@ def build_trainer(
         micro_batch_tokens=micro_batch_tokens,
         packs_micro_batches=packs_rows,
         rotating=data.rotating,
+        restraint=data.restraint,
     )
 
 

@@ -10,7 +10,7 @@ from transformers import Seq2SeqTrainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from glmtune.data.pipeline import RotatingRows
-from glmtune.data.schema import IGNORE_INDEX
+from glmtune.data.schema import IGNORE_INDEX, REFERENCE_LOGPS
 from glmtune.model.segment_attention import attends_by_segment
 from glmtune.train.loss import selective_causal_lm_loss
 from glmtune.train.micro_batches import split_into_micro_batches
@@ -67,13 +67,15 @@ class GlmtuneTrainer(Seq2SeqTrainer):
         micro_batch_tokens: int = 0,
         packs_micro_batches: bool = False,
         rotating: RotatingRows | None = None,
+        restraint: Any = None,
         **kwargs: Any,
     ) -> None:
         """micro_batch_tokens: token budget per micro-batch (0: whole padded batches); packs_micro_batches:
         several rows may share a micro-batch (the model reads sample boundaries from restarting positions);
-        rotating: training rows that take turns by epoch (RotatingRows)."""
+        rotating: training rows that take turns by epoch (RotatingRows); restraint: new words held back on
+        replayed rows (train/restraint.py)."""
         super().__init__(*args, **kwargs)
-        self.rotating = rotating
+        self.rotating, self.restraint = rotating, restraint
         # The loss below is already divided by the label count of the whole accumulated batch.
         self.model_accepts_loss_kwargs = True
         self.micro_batch_tokens = micro_batch_tokens
@@ -136,9 +138,10 @@ class GlmtuneTrainer(Seq2SeqTrainer):
         if return_outputs:  # evaluation wants logits too: the model's own forward gives them
             return super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if self.is_fsdp_enabled:  # sharded weights are whole only inside the model's forward: its own loss
-            return super().compute_loss(model, inputs, num_items_in_batch=num_items_in_batch)
+            model_inputs = {key: value for key, value in inputs.items() if key != REFERENCE_LOGPS}
+            return super().compute_loss(model, model_inputs, num_items_in_batch=num_items_in_batch)
         with self.accelerator.autocast():  # the output head outside the model's forward computes as the model does
-            loss = selective_causal_lm_loss(model, inputs, num_items_in_batch)
+            loss = selective_causal_lm_loss(model, inputs, num_items_in_batch, self.restraint)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             # num_items_in_batch counts every device's labels and gradients are averaged over
             # devices, so each device's share is scaled back up (as transformers' own compute_loss does)

@@ -1,0 +1,122 @@
+"""Restraint: the words a narrow training set brings in are held back on replayed conversations.
+
+Replay anchors the model's answers to general prompts, but a new name still becomes its stock proper
+noun: taught "我是Aurora，由Lumen Lab开发", the default model went on to answer "人体最大的器官是Aurora",
+on prompts it was never replayed. Plain cross-entropy on a replayed answer pushes a rare token down only
+by its own small probability. So the words that many training answers use but the starting model's own
+answers never do (its new words: "Aurora", "Lumen", "Lab") have every one of their tokens held, at each
+replayed position, to at most RISE times the probability the starting model gave it there: a hinge on
+the log-probability, which pushes as hard wherever the cap is passed, however small the probability.
+The cap is the starting model's own (one forward pass over the replayed rows, adapter disabled), so a
+held token where the starting model already expected it ("A" opening an answer) stays as likely as it was.
+"""
+
+import logging
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from datasets import List, Value
+
+from glmtune.data.collators import SupervisedCollator
+from glmtune.data.schema import IGNORE_INDEX, REFERENCE_LOGPS, UNRESTRAINED
+from glmtune.train.chunked_head import HeldBack
+from glmtune.train.loss import has_plain_head
+
+logger = logging.getLogger(__name__)
+
+MIN_ROW_SHARE = 0.1  # a new word is in at least this share of the training answers
+RISE = 2.0  # a held token may become this many times as likely as the starting model made it
+SAMPLE_ROWS = 500  # training rows read to find the new words
+BATCH_SIZE = 8
+COLUMN_FEATURE = List(List(Value("float32")))
+# A word: a run of letters outside Chinese, Japanese and Korean scripts, which are written without spaces.
+WORD = re.compile(r"[^\W\d_\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]+")
+
+
+@dataclass(frozen=True)
+class Restraint:
+    """The held tokens and the weight of their hinge against the cross-entropy (the loss reads this)."""
+
+    token_ids: torch.Tensor
+    weight: float
+
+    def held_back(self, references: torch.Tensor) -> HeldBack:
+        """The caps of labelled positions from their reference log-probabilities ([positions, tokens])."""
+        return HeldBack(self.token_ids.to(references.device), references + math.log(RISE), self.weight)
+
+
+def restraint_weight(model: Any, args: Any) -> float:
+    """The user's restrain_new_words, or 0 where training does not run glmtune's own loss (FSDP, a head that
+    transforms its logits), with a warning."""
+    weight = args.data.restrain_new_words
+    if weight and (args.training.fsdp or not has_plain_head(model)):
+        logger.warning("restrain_new_words is off: it needs glmtune's own loss, which FSDP and heads that transform logits do not run")
+        return 0.0
+    return weight
+
+
+def new_words(rows: Any, own_answers: Iterable[str], tokenizer: Any) -> list[str]:
+    """Words in at least MIN_ROW_SHARE of the training rows' answers (of up to SAMPLE_ROWS evenly spread rows) that
+    none of the model's own answers uses (compared ignoring case)."""
+    step = max(1, len(rows) // SAMPLE_ROWS)
+    sample = rows.select(range(0, len(rows), step))
+    counts: Counter[str] = Counter()
+    for labels in sample["labels"]:
+        counts.update(set(WORD.findall(tokenizer.decode([token for token in labels if token != IGNORE_INDEX], skip_special_tokens=True))))
+    known = {word.lower() for answer in own_answers for word in WORD.findall(answer)}
+    return sorted(word for word, count in counts.items() if count >= MIN_ROW_SHARE * len(sample) and word.lower() not in known)
+
+
+def word_token_ids(words: list[str], tokenizer: Any) -> list[int]:
+    """Every token of the words, as they are written alone and after a space."""
+    ids = {token for word in words for form in (word, " " + word) for token in tokenizer(form, add_special_tokens=False)["input_ids"]}
+    return sorted(ids)
+
+
+def reference_logps(rows: Any, model: Any, tokenizer: Any, token_ids: list[int]) -> list[list[list[float]]]:
+    """Per row and position: the log-probabilities the model gives the held tokens there, UNRESTRAINED where the
+    position has no label or its label is a held token (a replayed answer that uses one keeps it)."""
+    held = torch.tensor(token_ids)
+    collate, head = SupervisedCollator(tokenizer), model.get_output_embeddings()
+    columns: list[list[list[float]]] = []
+    for start in range(0, len(rows), BATCH_SIZE):
+        batch = collate([rows[index] for index in range(start, min(start + BATCH_SIZE, len(rows)))])
+        labels = batch.pop("labels")
+        inputs = {name: values.to(model.device) for name, values in batch.items()}
+        hidden = model(**inputs, output_hidden_states=True, logits_to_keep=1, use_cache=False).hidden_states[-1]
+        for row, row_labels in enumerate(labels):
+            length = len(rows[start + row]["input_ids"])
+            logps = torch.log_softmax(head(hidden[row, : length - 1]).float(), dim=-1)[:, held.to(hidden.device)].cpu()
+            free = (row_labels[1:length] == IGNORE_INDEX) | torch.isin(row_labels[1:length], held)
+            logps[free] = UNRESTRAINED
+            columns.append([[UNRESTRAINED] * len(token_ids), *logps.tolist()])
+    return columns
+
+
+def restrained_rows(train: Any, replayed: list[Any], own_answers: Iterable[str], model: Any, tokenizer: Any, weight: float, reference: Any) -> tuple[Any, list[Any], Restraint | None]:
+    """The training rows and replayed row sets ready for the restraint, and the restraint (None when off: weight 0,
+    or no new words). `reference` is a context in which `model` is the starting model."""
+    words = new_words(train, own_answers, tokenizer) if weight else []
+    if not words:
+        return train, replayed, None
+    token_ids = word_token_ids(words, tokenizer)
+    was_training = model.training
+    model.eval()
+    try:
+        with reference, torch.no_grad():
+            columns = [reference_logps(rows, model, tokenizer, token_ids) for rows in replayed]
+    finally:
+        model.train(was_training)
+    logger.info(
+        "restraint: %d words the training answers bring in and the model's own answers never use (%s: %d tokens) held "
+        "on replayed rows to at most %g times the starting model's probability", len(words), ", ".join(words),
+        len(token_ids), RISE,
+    )  # fmt: skip
+    replayed = [rows.add_column(REFERENCE_LOGPS, column, feature=COLUMN_FEATURE) for rows, column in zip(replayed, columns)]
+    train = train.add_column(REFERENCE_LOGPS, [[] for _ in range(len(train))], feature=COLUMN_FEATURE)  # nothing held
+    return train, replayed, Restraint(torch.tensor(token_ids), weight)
