@@ -165,4 +165,4 @@ def test_zero_rate_and_batch_leave_them_to_the_method_or_dataset(workspace):
     line = command_line(train_settings(workspace, tiny_form(batch_size=0, dataset_dir="", datasets=["identity"])))
     assert "per_device_train_batch_size" not in line and "learning_rate" not in line
     asked = train_args_with_dataset_defaults(shlex.split(line)[2:]).training
-    assert (asked.per_device_train_batch_size, asked.learning_rate) == (8, 0.0015)
+    assert (asked.per_device_train_batch_size, asked.learning_rate) == (8, 0.002)
