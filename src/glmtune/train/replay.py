@@ -202,19 +202,15 @@ def starting_model_answers(prompts: list[str], model: Any, tokenizer: Any, args:
 
 
 def generate(prompts: list[str], model: Any, tokenizer: Any, args: TrainArgs) -> dict[str, Answer]:
-    was_training, ordered = model.training, sorted(prompts, key=len)  # similar lengths batch with little padding
+    ordered = sorted(prompts, key=len)  # similar lengths batch with little padding
     settings = GeneratingArguments(do_sample=False, max_new_tokens=ANSWER_TOKENS, repetition_penalty=1.0)
     chat_model = ChatModel(model, tokenizer, get_template(args.data.template), settings, args.data.default_system)
     answers: dict[str, Answer] = {}
-    model.eval()
-    try:
-        with starting_model_context(model, args):
-            for start in range(0, len(prompts), BATCH_SIZE):
-                batch = ordered[start : start + BATCH_SIZE]
-                replies = chat_model.batch_chat([[message("user", prompt)] for prompt in batch])
-                answers.update((prompt, (reply.text.strip(), reply.finish_reason == "stop")) for prompt, reply in zip(batch, replies))
-    finally:
-        model.train(was_training)
+    with starting_model_context(model, args):
+        for start in range(0, len(prompts), BATCH_SIZE):
+            batch = ordered[start : start + BATCH_SIZE]
+            replies = chat_model.batch_chat([[message("user", prompt)] for prompt in batch])
+            answers.update((prompt, (reply.text.strip(), reply.finish_reason == "stop")) for prompt, reply in zip(batch, replies))
     return answers
 
 
@@ -229,10 +225,15 @@ def shipped_answers(args: TrainArgs) -> dict[str, list[Any]]:
 
 @contextmanager
 def starting_model_context(model: Any, args: TrainArgs) -> Iterator[None]:
-    """The starting model (see starting_model), run in the precision training resolved: as fast as it trains."""
-    half = args.model.precision == "bf16"
-    with starting_model(model, args), torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=half):
-        yield
+    """The starting model (see starting_model) in eval mode without gradients, run in the precision training resolved
+    (as fast as it trains); training mode comes back after."""
+    was_training, half = model.training, args.model.precision == "bf16"
+    model.eval()
+    try:
+        with starting_model(model, args), torch.no_grad(), torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=half):
+            yield
+    finally:
+        model.train(was_training)
 
 
 def starting_model(model: Any, args: TrainArgs) -> Any:

@@ -82,16 +82,17 @@ def reference_logps(rows: Any, model: Any, tokenizer: Any, token_ids: list[int])
     """Per row and position: the log-probabilities the model gives the held tokens there, UNRESTRAINED where the
     position has no label or its label is a held token (a replayed answer that uses one keeps it)."""
     held = torch.tensor(token_ids)
-    collate, head = SupervisedCollator(tokenizer), model.get_output_embeddings()
+    collate, head, held_on_device = SupervisedCollator(tokenizer), model.get_output_embeddings(), held.to(model.device)
     columns: list[list[list[float]]] = []
     for start in range(0, len(rows), BATCH_SIZE):
-        batch = collate([rows[index] for index in range(start, min(start + BATCH_SIZE, len(rows)))])
+        features = [rows[index] for index in range(start, min(start + BATCH_SIZE, len(rows)))]
+        batch = collate(features)
         labels = batch.pop("labels")
         inputs = {name: values.to(model.device) for name, values in batch.items()}
         hidden = model(**inputs, output_hidden_states=True, logits_to_keep=1, use_cache=False).hidden_states[-1]
         for row, row_labels in enumerate(labels):
-            length = len(rows[start + row]["input_ids"])
-            logps = torch.log_softmax(head(hidden[row, : length - 1]).float(), dim=-1)[:, held.to(hidden.device)].cpu()
+            length = len(features[row]["input_ids"])
+            logps = torch.log_softmax(head(hidden[row, : length - 1]).float(), dim=-1)[:, held_on_device].cpu()
             free = (row_labels[1:length] == IGNORE_INDEX) | torch.isin(row_labels[1:length], held)
             logps[free] = UNRESTRAINED
             columns.append([[UNRESTRAINED] * len(token_ids), *logps.tolist()])
@@ -100,18 +101,13 @@ def reference_logps(rows: Any, model: Any, tokenizer: Any, token_ids: list[int])
 
 def restrained_rows(train: Any, replayed: list[Any], own_answers: Iterable[str], model: Any, tokenizer: Any, weight: float, reference: Any) -> tuple[Any, list[Any], Restraint | None]:
     """The training rows and replayed row sets ready for the restraint, and the restraint (None when off: weight 0,
-    or no new words). `reference` is a context in which `model` is the starting model."""
+    or no new words). `reference` is a context in which `model` is the starting model, in eval mode without gradients."""
     words = new_words(train, own_answers, tokenizer) if weight else []
     if not words:
         return train, replayed, None
     token_ids = word_token_ids(words, tokenizer)
-    was_training = model.training
-    model.eval()
-    try:
-        with reference, torch.no_grad():
-            columns = [reference_logps(rows, model, tokenizer, token_ids) for rows in replayed]
-    finally:
-        model.train(was_training)
+    with reference:
+        columns = [reference_logps(rows, model, tokenizer, token_ids) for rows in replayed]
     logger.info(
         "restraint: %d words the training answers bring in and the model's own answers never use (%s: %d tokens) held "
         "on replayed rows to at most %g times the starting model's probability", len(words), ", ".join(words),
