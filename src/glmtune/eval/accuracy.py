@@ -15,9 +15,9 @@ from glmtune.chat.chat_model import ChatModel
 from glmtune.eval.benchmarks import LETTERS, load_mcq, load_qa
 from glmtune.eval.bleed import bleed, identity_words
 from glmtune.eval.choice import choose
-from glmtune.eval.outputs import write_atomically
 from glmtune.eval.qa import answer_questions, contains_alias, exact_alias
 from glmtune.hparams.eval_args import EvalArguments
+from glmtune.paths import write_atomically
 
 
 @dataclass(frozen=True)

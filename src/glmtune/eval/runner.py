@@ -18,11 +18,12 @@ from glmtune.data.schema import Example
 from glmtune.errors import GlmtuneError
 from glmtune.eval.loss import held_out_loss
 from glmtune.eval.metrics import check_metrics_installed, corpus_scores
-from glmtune.eval.outputs import write_atomically, write_predictions, write_results
+from glmtune.eval.outputs import write_predictions, write_results
 from glmtune.eval.predict import predict_cases, prompt_cases
 from glmtune.hparams.data_args import DataArguments
 from glmtune.hparams.generating_args import GeneratingArguments
 from glmtune.hparams.model_args import ModelArguments
+from glmtune.paths import write_atomically
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import random
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import replace
+from dataclasses import asdict, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -41,13 +41,12 @@ from glmtune.data.schema import IGNORE_INDEX
 from glmtune.data.shapes import encode_dataset
 from glmtune.data.templates import get_template
 from glmtune.default_model import DEFAULT_MODEL_ALIAS
-from glmtune.eval.outputs import write_atomically
 from glmtune.hparams.entry import TrainArgs
 from glmtune.hparams.generating_args import GeneratingArguments
 from glmtune.hparams.validation import split_names
 from glmtune.methods import get_method
 from glmtune.model.finetuning import merged_and_continued
-from glmtune.paths import glmtune_home
+from glmtune.paths import glmtune_home, write_atomically
 from glmtune.stages import Stage
 from glmtune.train.restraint import restrained_rows, restraint_weight
 
@@ -104,7 +103,7 @@ def with_replay(data: TokenizedData, model: Any, tokenizer: Any, stage: Stage, a
         return data
     fixed, replayed, restraint = restrained_rows(
         data.train, [group.select(range(size)) for group in encoded], [answers[prompt][0] for prompt in asked], model,
-        tokenizer, restraint_weight(model, args), starting_model_context(model, args),
+        tokenizer, restraint_weight(model, args), starting_model_context(model, args), reference_cache(args),
     )  # fmt: skip
     train = concatenate_datasets([fixed, *replayed])
     return replace(data, train=train, rotating=RotatingRows(rounds, size) if rounds > 1 else None, restraint=restraint)
@@ -255,6 +254,13 @@ def cache_key(args: TrainArgs) -> str:
         "prompts": hashlib.sha256(json.dumps(list(bundled_prompts()), ensure_ascii=False).encode()).hexdigest(),
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def reference_cache(args: TrainArgs) -> Path:
+    """The folder keeping the restraint's reference log-probabilities of one starting model, as it is loaded (every
+    model setting counts, and the method: an adapter run may hold the frozen weights in another dtype)."""
+    inputs = {"replay": cache_key(args), "model": asdict(args.model), "method": args.finetuning.finetuning_type}
+    return glmtune_home() / "cache" / "restraint" / hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 def latest_change(path: Path) -> float | None:

@@ -9,14 +9,19 @@ replayed position, to at most RISE times the probability the starting model gave
 the log-probability, which pushes as hard wherever the cap is passed, however small the probability.
 The cap is the starting model's own (one forward pass over the replayed rows, adapter disabled), so a
 held token where the starting model already expected it ("A" opening an answer) stays as likely as it was.
+That pass is kept on disk per set of replayed rows and held tokens, so a run that replays the same rows
+again (another rate, another epoch count) starts without it.
 """
 
+import hashlib
+import json
 import logging
 import math
 import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,6 +29,7 @@ from datasets import List, Value
 
 from glmtune.data.collators import SupervisedCollator
 from glmtune.data.schema import IGNORE_INDEX, REFERENCE_LOGPS, UNRESTRAINED
+from glmtune.paths import replaced_whole
 from glmtune.train.chunked_head import HeldBack
 from glmtune.train.loss import has_plain_head
 
@@ -99,15 +105,66 @@ def reference_logps(rows: Any, model: Any, tokenizer: Any, token_ids: list[int])
     return columns
 
 
-def restrained_rows(train: Any, replayed: list[Any], own_answers: Iterable[str], model: Any, tokenizer: Any, weight: float, reference: Any) -> tuple[Any, list[Any], Restraint | None]:
+def cached_reference_logps(rows: Any, model: Any, tokenizer: Any, token_ids: list[int], reference: Any, cache: Path) -> list[list[list[float]]]:
+    """reference_logps of each row set, read from `cache` (a folder for one starting model) where an earlier run kept
+    them for the same rows and held tokens; the missing ones are computed in `reference` and kept."""
+    files = [cache / f"{rows_digest(part, token_ids)}.safetensors" for part in rows]
+    columns: list[Any] = [kept_logps(file, part, len(token_ids)) for file, part in zip(files, rows)]
+    if any(column is None for column in columns):
+        with reference:
+            for index, part in enumerate(rows):
+                if columns[index] is None:
+                    columns[index] = reference_logps(part, model, tokenizer, token_ids)
+                    keep_logps(files[index], columns[index])
+    return columns
+
+
+def rows_digest(rows: Any, token_ids: list[int]) -> str:
+    """What decides a row set's reference log-probabilities besides the model: its tokens, labels and the held ids."""
+    digest = hashlib.sha256(json.dumps(token_ids).encode())
+    for ids, labels in zip(rows["input_ids"], rows["labels"]):
+        digest.update(json.dumps([ids, labels]).encode())
+    return digest.hexdigest()[:32]
+
+
+def kept_logps(file: Path, rows: Any, tokens: int) -> list[list[list[float]]] | None:
+    """The log-probabilities kept in `file`, per row (None when absent, unreadable or not shaped like `rows` and
+    `tokens` held tokens)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not file.is_file():
+        return None
+    lengths = [len(ids) for ids in rows["input_ids"]]
+    try:
+        flat = load_file(file)["logps"]
+    except (SafetensorError, KeyError, OSError) as error:
+        logger.warning("restraint: %s is unreadable (%s); computing it again", file, error)
+        return None
+    if flat.shape != (sum(lengths), tokens):
+        return None
+    return [part.tolist() for part in flat.split(lengths)]
+
+
+def keep_logps(file: Path, column: list[list[list[float]]]) -> None:
+    """Write the row set's log-probabilities as one [positions, held tokens] tensor, whole or not at all."""
+    from safetensors.torch import save_file
+
+    with replaced_whole(file) as temporary:
+        save_file({"logps": torch.tensor([position for row in column for position in row], dtype=torch.float32)}, str(temporary))
+
+
+def restrained_rows(
+    train: Any, replayed: list[Any], own_answers: Iterable[str], model: Any, tokenizer: Any, weight: float, reference: Any, cache: Path
+) -> tuple[Any, list[Any], Restraint | None]:
     """The training rows and replayed row sets ready for the restraint, and the restraint (None when off: weight 0,
-    or no new words). `reference` is a context in which `model` is the starting model, in eval mode without gradients."""
+    or no new words). `reference` is a context in which `model` is the starting model, in eval mode without gradients;
+    `cache` the folder that keeps its log-probabilities."""
     words = new_words(train, own_answers, tokenizer) if weight else []
     if not words:
         return train, replayed, None
     token_ids = word_token_ids(words, tokenizer)
-    with reference:
-        columns = [reference_logps(rows, model, tokenizer, token_ids) for rows in replayed]
+    columns = cached_reference_logps(replayed, model, tokenizer, token_ids, reference, cache)
     logger.info(
         "restraint: %d words the training answers bring in and the model's own answers never use (%s: %d tokens) held "
         "on replayed rows to at most %g times the starting model's probability", len(words), ", ".join(words),

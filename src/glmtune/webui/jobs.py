@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from glmtune.errors import ConfigError
+from glmtune.paths import write_atomically
 
 RECORDS_DIR = ".glmtune-webui/jobs"
 LOG_FILE = "webui_job.log"
@@ -164,7 +165,4 @@ class JobManager:
 
     def save(self, record: JobRecord) -> None:
         """Write the record atomically, so a reader never sees half a file."""
-        path = self.records_dir / f"{record.id}.json"
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(asdict(record), ensure_ascii=False, indent=1), encoding="utf-8")
-        os.replace(temporary, path)
+        write_atomically(self.records_dir / f"{record.id}.json", json.dumps(asdict(record), ensure_ascii=False, indent=1))
