@@ -84,12 +84,12 @@ def word_token_ids(words: list[str], tokenizer: Any) -> list[int]:
     return sorted(ids)
 
 
-def reference_logps(rows: Any, model: Any, tokenizer: Any, token_ids: list[int]) -> list[list[list[float]]]:
-    """Per row and position: the log-probabilities the model gives the held tokens there, UNRESTRAINED where the
-    position has no label or its label is a held token (a replayed answer that uses one keeps it)."""
+def reference_logps(rows: Any, model: Any, tokenizer: Any, token_ids: list[int]) -> list[torch.Tensor]:
+    """Per row, [positions, held tokens]: the log-probabilities the model gives the held tokens there, UNRESTRAINED
+    where the position has no label or its label is a held token (a replayed answer that uses one keeps it)."""
     held = torch.tensor(token_ids)
     collate, head, held_on_device = SupervisedCollator(tokenizer), model.get_output_embeddings(), held.to(model.device)
-    columns: list[list[list[float]]] = []
+    columns: list[torch.Tensor] = []
     for start in range(0, len(rows), BATCH_SIZE):
         features = [rows[index] for index in range(start, min(start + BATCH_SIZE, len(rows)))]
         batch = collate(features)
@@ -101,11 +101,11 @@ def reference_logps(rows: Any, model: Any, tokenizer: Any, token_ids: list[int])
             logps = torch.log_softmax(head(hidden[row, : length - 1]).float(), dim=-1)[:, held_on_device].cpu()
             free = (row_labels[1:length] == IGNORE_INDEX) | torch.isin(row_labels[1:length], held)
             logps[free] = UNRESTRAINED
-            columns.append([[UNRESTRAINED] * len(token_ids), *logps.tolist()])
+            columns.append(torch.cat([torch.full((1, len(token_ids)), UNRESTRAINED), logps]))
     return columns
 
 
-def cached_reference_logps(rows: Any, model: Any, tokenizer: Any, token_ids: list[int], reference: Any, cache: Path) -> list[list[list[float]]]:
+def cached_reference_logps(rows: Any, model: Any, tokenizer: Any, token_ids: list[int], reference: Any, cache: Path) -> list[list[torch.Tensor]]:
     """reference_logps of each row set, read from `cache` (a folder for one starting model) where an earlier run kept
     them for the same rows and held tokens; the missing ones are computed in `reference` and kept."""
     files = [cache / f"{rows_digest(part, token_ids)}.safetensors" for part in rows]
@@ -127,7 +127,7 @@ def rows_digest(rows: Any, token_ids: list[int]) -> str:
     return digest.hexdigest()[:32]
 
 
-def kept_logps(file: Path, rows: Any, tokens: int) -> list[list[list[float]]] | None:
+def kept_logps(file: Path, rows: Any, tokens: int) -> list[torch.Tensor] | None:
     """The log-probabilities kept in `file`, per row (None when absent, unreadable or not shaped like `rows` and
     `tokens` held tokens)."""
     from safetensors import SafetensorError
@@ -143,15 +143,15 @@ def kept_logps(file: Path, rows: Any, tokens: int) -> list[list[list[float]]] | 
         return None
     if flat.shape != (sum(lengths), tokens):
         return None
-    return [part.tolist() for part in flat.split(lengths)]
+    return list(flat.split(lengths))
 
 
-def keep_logps(file: Path, column: list[list[list[float]]]) -> None:
+def keep_logps(file: Path, column: list[torch.Tensor]) -> None:
     """Write the row set's log-probabilities as one [positions, held tokens] tensor, whole or not at all."""
     from safetensors.torch import save_file
 
     with replaced_whole(file) as temporary:
-        save_file({"logps": torch.tensor([position for row in column for position in row], dtype=torch.float32)}, str(temporary))
+        save_file({"logps": torch.cat(column).float()}, str(temporary))
 
 
 def restrained_rows(
@@ -170,6 +170,8 @@ def restrained_rows(
         "on replayed rows to at most %g times the starting model's probability", len(words), ", ".join(words),
         len(token_ids), RISE,
     )  # fmt: skip
-    replayed = [rows.add_column(REFERENCE_LOGPS, column, feature=COLUMN_FEATURE) for rows, column in zip(replayed, columns)]
+    replayed = [
+        rows.add_column(REFERENCE_LOGPS, [row.tolist() for row in column], feature=COLUMN_FEATURE) for rows, column in zip(replayed, columns)
+    ]
     train = train.add_column(REFERENCE_LOGPS, [[] for _ in range(len(train))], feature=COLUMN_FEATURE)  # nothing held
     return train, replayed, Restraint(torch.tensor(token_ids), weight)
