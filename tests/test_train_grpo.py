@@ -1,6 +1,7 @@
 """The grpo stage: TRL's GRPO generating from glmtune-encoded prompts, scored by bundled or user reward functions."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from train_helpers import (
@@ -86,3 +87,44 @@ def test_sampling_and_kl_settings_reach_the_trainer(tiny_llama_dir, tmp_path, tr
                               "--temperature", "0.7", "--top_p", "0.9", "--max_steps", "1"))  # fmt: skip
     config = torch.load(out / "training_args.bin", weights_only=False)
     assert (config.beta, config.temperature, config.top_p, config.top_k) == (0.04, 0.7, 0.9, 0)
+
+
+def test_answer_only_head_gives_trls_log_probabilities_entropies_and_gradients(tiny_llama_dir, tiny_tokenizer_dir, tmp_path):
+    """glmtune's GRPO scores answers with the head at answer tokens only: the same values and LoRA gradients as
+    TRL's own pass over every position, for left-padded prompts and right-padded answers at a temperature."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    from glmtune.train.grpo import glmtune_grpo
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    config = GRPOConfig(output_dir=str(tmp_path / "out"), report_to="none", temperature=0.7, num_generations=2,
+                        per_device_train_batch_size=2, bf16=False, gradient_checkpointing=False)  # fmt: skip
+    trainer = glmtune_grpo(GRPOTrainer)(
+        model=model, reward_funcs=format_reward, args=config, train_dataset=Dataset.from_list([{"prompt": [5, 6, 7]}] * 2),
+        processing_class=AutoTokenizer.from_pretrained(tiny_tokenizer_dir),
+    )  # fmt: skip
+    ids = torch.randint(3, 200, (3, 14), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[0, :3] = 0  # a shorter prompt, left-padded
+    mask[1, -4:] = 0  # a shorter answer, right-padded
+    answer_weights = torch.randn(3, 6)
+
+    def scores(compute: Any) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        model.zero_grad()
+        log_probs, entropies, _ = compute(trainer, trainer.model, ids, mask, 6, compute_entropy=True)
+        (log_probs * answer_weights).sum().backward()
+        gradients = {name: weight.grad.clone() for name, weight in model.named_parameters() if weight.grad is not None}
+        return log_probs.detach(), entropies, gradients
+
+    expected_log_probs, expected_entropies, expected_gradients = scores(GRPOTrainer._get_per_token_logps_and_entropies)
+    log_probs, entropies, gradients = scores(type(trainer)._get_per_token_logps_and_entropies)
+    assert torch.allclose(log_probs, expected_log_probs, atol=1e-5) and torch.allclose(entropies, expected_entropies, atol=1e-4)
+    assert gradients.keys() == expected_gradients.keys() and gradients
+    for name, value in expected_gradients.items():
+        assert torch.allclose(gradients[name], value, atol=1e-5 * float(value.abs().max()) + 1e-7), name

@@ -2,13 +2,15 @@
 better ones made likelier relative to their group.
 
 Prompts come encoded by glmtune's template (the trainer's own chat-template step is skipped), so
-generation starts exactly where training data puts the assistant's answer.
+generation starts exactly where training data puts the assistant's answer. The log-probabilities of
+the answers project only the answer tokens to the vocabulary.
 """
 
 from typing import Any
 
 from glmtune.hparams.entry import TrainArgs
 from glmtune.stages import Stage
+from glmtune.train.answer_head import AnswerHeadModel, answers_only_applies
 from glmtune.train.rewards import load_reward_funcs
 from glmtune.train.session import (
     build_trl_trainer,
@@ -18,14 +20,24 @@ from glmtune.train.session import (
 )
 
 
-def pretokenized_prompts(trainer_class: type) -> type:
-    """GRPOTrainer generating from glmtune's prompt ids as they are."""
+def glmtune_grpo(trainer_class: type) -> type:
+    """GRPOTrainer generating from glmtune's prompt ids as they are, and scoring answers with the output head at
+    answer tokens only (train/answer_head.py)."""
 
-    class PretokenizedGRPOTrainer(trainer_class):
+    class GlmtuneGRPOTrainer(trainer_class):
         def _tokenize_prompts(self, prompts: list) -> tuple[list[list[int]], None, dict[str, Any]]:
             return [list(prompt) for prompt in prompts], None, {}
 
-    return PretokenizedGRPOTrainer
+        def _get_per_token_logps_and_entropies(self, model: Any, *args: Any, compute_entropy: bool = False, compute_aux_loss: bool = False, **kwargs: Any) -> Any:
+            unwrapped = self.accelerator.unwrap_model(model)
+            media = {name: value for name, value in kwargs.items() if name != "batch_size" and value is not None}
+            entropy_trains = compute_entropy and (self.args.entropy_coef or self.args.use_adaptive_entropy)
+            if not (compute_aux_loss or media or entropy_trains) and answers_only_applies(unwrapped):
+                outputs = ("log_probs", "entropy") if compute_entropy else ("log_probs",)
+                model = AnswerHeadModel(model, unwrapped.get_output_embeddings(), self.temperature, outputs)
+            return super()._get_per_token_logps_and_entropies(model, *args, compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **kwargs)
+
+    return GlmtuneGRPOTrainer
 
 
 def run_grpo(stage: Stage, args: TrainArgs) -> dict[str, Any]:
@@ -45,7 +57,7 @@ def run_grpo(stage: Stage, args: TrainArgs) -> dict[str, Any]:
         **{name: value for name, value in sampling.items() if value is not None},  # None: TRL's own default
     )
     trainer = build_trl_trainer(
-        pretokenized_prompts(GRPOTrainer),
+        glmtune_grpo(GRPOTrainer),
         model,
         reward_funcs=rewards,
         args=config,

@@ -5,7 +5,7 @@ and again for the reference, and on a CPU projects every position to the vocabul
 batch's pairs are packed into one padding-free sequence: prompt, chosen answer, then the rejected
 answer, which attends to the prompt as its prefix (model/segment_attention.py) and continues its
 positions, so the prompt runs once per pair and pass. Only the answer tokens' hidden states go
-through the output head, chunk by chunk (train/chunked_head.py; TRL's kernel where the head trains).
+through the output head (train/answer_head.py).
 The results are scattered back into TRL's padded [rows, positions] layout, so DPOTrainer's own
 losses (sigmoid, ipo, hinge, sft) and metrics read them unchanged. A batch longer than the token
 budget runs as several micro-batches of whole pairs; each loss is weighed by its share of the pairs
@@ -22,11 +22,13 @@ import torch
 from glmtune.data.packing import best_fit_decreasing
 from glmtune.data.schema import IGNORE_INDEX
 from glmtune.model.segment_attention import attends_by_segment
-from glmtune.train.chunked_head import ChunkedTokenLogProbs
-from glmtune.train.loss import has_plain_head
+from glmtune.train.answer_head import (
+    answers_only_applies,
+    fused_output,
+    head_token_fields,
+)
 
 POLICY_OUTPUTS = ("log_probs", "entropy", "mean_logits", "is_top1")  # what DPOTrainer logs from the policy pass
-VOCAB_CHUNK = 32768  # vocabulary columns per tile of TRL's kernel (its own default)
 
 
 @dataclass
@@ -114,9 +116,6 @@ def pair_layout(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: t
 def pair_token_logps(model: Any, inputs: dict[str, torch.Tensor], labels: torch.Tensor, outputs: tuple[str, ...]) -> Any:
     """TRL's fused-head output (per-token log-probabilities and the asked statistics, zero off the answers) for a
     padded pair batch, computed from one packed forward; None when the batch is not a pair batch."""
-    from trl.kernels import ChunkedLogProbFunction
-    from trl.trainer.utils import FusedCausalLMOutput
-
     layout = pair_layout(inputs["input_ids"].cpu(), inputs["attention_mask"].cpu(), labels.cpu())
     if layout is None:
         return None
@@ -127,21 +126,8 @@ def pair_token_logps(model: Any, inputs: dict[str, torch.Tensor], labels: torch.
         cu_seq_lens_q=layout.boundaries.to(device), segment_prefixes=layout.prefixes,
         use_cache=False, output_hidden_states=True, logits_to_keep=1,
     ).hidden_states[-1][0]  # fmt: skip
-    head = model.get_output_embeddings()
-    states, targets = hidden[layout.sources.to(device)], layout.targets.to(device)
-    if head.weight.requires_grad or head.bias is not None or not set(outputs) <= set(POLICY_OUTPUTS):
-        per_token = ChunkedLogProbFunction.apply(states, head.weight, head.bias, targets, 1.0, VOCAB_CHUNK, None, 1.0, outputs)
-    else:  # a frozen head: one pass over the vocabulary, forward and backward together
-        log_probs, entropy, mean_logits, is_top1 = ChunkedTokenLogProbs.apply(states, head.weight, targets, len(outputs) > 1)
-        per_token = (log_probs, entropy, None, mean_logits, is_top1) if len(outputs) > 1 else (log_probs, None, None, None, None)
-    shape, where = (labels.shape[0], labels.shape[1] - 1), (layout.rows.to(device), layout.columns.to(device))
-    fields = {
-        name: None if values is None else values.new_zeros(shape).index_put(where, values)
-        for name, values in zip(("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1"), per_token, strict=True)
-    }
-    label_mask = labels[:, 1:] != IGNORE_INDEX
-    loss = -fields["log_probs"].sum() / label_mask.sum().clamp(min=1)
-    return FusedCausalLMOutput(loss=loss, label_mask=label_mask, **fields)
+    fields = head_token_fields(model.get_output_embeddings(), hidden[layout.sources.to(device)], layout.targets.to(device), outputs)
+    return fused_output(fields, (layout.rows.to(device), layout.columns.to(device)), labels[:, 1:] != IGNORE_INDEX)
 
 
 class PackedPairModel:
@@ -166,9 +152,7 @@ def packs_pairs(model: Any, ref_model: Any = None) -> bool:
     """True when the packed path computes what DPOTrainer's does: per-row attention is on and the output head is
     a plain linear layer, for the policy and a separate reference alike."""
     for candidate in [model] if ref_model is None else [model, ref_model]:
-        if not attends_by_segment(candidate) or not has_plain_head(candidate):
-            return False
-        if type(candidate.get_output_embeddings()) is not torch.nn.Linear:
+        if not attends_by_segment(candidate) or not answers_only_applies(candidate):
             return False
     return True
 
