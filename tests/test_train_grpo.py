@@ -1,5 +1,6 @@
 """The grpo stage: TRL's GRPO generating from glmtune-encoded prompts, scored by bundled or user reward functions."""
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,9 @@ def test_sampling_and_kl_settings_reach_the_trainer(tiny_llama_dir, tmp_path, tr
                               "--temperature", "0.7", "--top_p", "0.9", "--max_steps", "1"))  # fmt: skip
     config = torch.load(out / "training_args.bin", weights_only=False)
     assert (config.beta, config.temperature, config.top_p, config.top_k) == (0.04, 0.7, 0.9, 0)
+    # tokens are counted by GRPOTrainer, not by the Trainer (which finds no input_ids and warns every step)
+    assert config.include_num_input_tokens_seen == "no"
+    assert json.loads((out / "trainer_state.json").read_text())["num_input_tokens_seen"] > 0
 
 
 def test_answer_only_head_gives_trls_log_probabilities_entropies_and_gradients(tiny_llama_dir, tiny_tokenizer_dir, tmp_path):

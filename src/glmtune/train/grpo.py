@@ -54,6 +54,7 @@ def run_grpo(stage: Stage, args: TrainArgs) -> dict[str, Any]:
         num_generations=grpo.num_generations,
         max_completion_length=grpo.max_completion_length,
         beta=grpo.grpo_beta,
+        include_num_input_tokens_seen="no",  # GRPOTrainer counts prompt and answer tokens itself
         **{name: value for name, value in sampling.items() if value is not None},  # None: TRL's own default
     )
     trainer = build_trl_trainer(
