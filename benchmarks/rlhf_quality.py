@@ -15,7 +15,9 @@ for --grpo-steps, against SFT alone for as many steps as fit in the two runs' su
 their load than about the run) or train_runtime (--equalize wall). All three adapters answer held-out
 math_4op problems of another seed (those whose question occurs in training dropped) greedily, through
 glmtune's eval path; exact match is glmtune's `math_exact` reward (the answer's last number equals the
-reference's), `format` its equation check.
+reference's), `format` its equation check. With --pass-k, each also samples k answers to the first held-out
+problems: mean@k (right answers per draw), pass@k (problems right at least once) and the "mixed" problems
+(right in some draws, not all), which are the groups GRPO gets a gradient from.
 
 Every training run is a `glmtune train` subprocess on --threads torch threads (1 by default: on a shared
 CPU, two threads waiting on each other run several times slower); the timed runs of the grpo comparison
@@ -83,12 +85,13 @@ def model_args(adapter: Path | None) -> Any:
     return ModelArguments(adapter_name_or_path=str(adapter) if adapter else None)
 
 
-def chat_model(adapter: Path | None, max_new_tokens: int) -> Any:
-    """glmtune's inference engine, greedy, as `glmtune eval` decodes."""
+def chat_model(adapter: Path | None, max_new_tokens: int, temperature: float | None = None) -> Any:
+    """glmtune's inference engine, greedy as `glmtune eval` decodes, or sampling at `temperature` (top_p 1)."""
     from glmtune.chat.chat_model import ChatModel
     from glmtune.hparams import DataArguments, GeneratingArguments
 
-    generating = GeneratingArguments(do_sample=False, max_new_tokens=max_new_tokens)
+    sampling = {"do_sample": False} if temperature is None else {"do_sample": True, "temperature": temperature, "top_p": 1.0}
+    generating = GeneratingArguments(max_new_tokens=max_new_tokens, **sampling)
     return ChatModel.from_args(model_args(adapter), DataArguments(template=TEMPLATE), generating)
 
 
@@ -217,6 +220,29 @@ def math_scores(adapter: Path, examples: list[Any], options: argparse.Namespace)
     return result
 
 
+def sampled_scores(adapter: Path, examples: list[Any], options: argparse.Namespace) -> dict[str, Any]:
+    """What sampling finds that greedy decoding may not (the groups GRPO learns from): --pass-k answers at
+    --sample-temperature to each of the first --sample-problems problems; kept beside the adapter."""
+    from glmtune.eval.predict import generate_predictions
+    from glmtune.train.rewards import math_exact
+
+    examples = examples[: options.sample_problems]
+    name = f"sampled_{options.pass_k}_{options.sample_temperature}_{len(examples)}_{options.heldout}"
+    kept = adapter / f"{re.sub(r'[^0-9a-z]+', '_', name)}.json"
+    if options.reuse and kept.is_file():
+        return json.loads(kept.read_text(encoding="utf-8"))
+    engine = chat_model(adapter, options.max_new_tokens, options.sample_temperature)
+    hits = [0] * len(examples)
+    for _ in range(options.pass_k):
+        predictions = generate_predictions(engine, examples, options.batch_size)
+        right = math_exact([p.predict for p in predictions], [p.label for p in predictions])
+        hits = [count + value for count, value in zip(hits, right, strict=True)]
+    result = {"problems": len(examples), "mean": sum(hits) / options.pass_k, "pass": sum(h > 0 for h in hits),
+              "mixed": sum(0 < h < options.pass_k for h in hits)}  # fmt: skip
+    kept.write_text(json.dumps(result), encoding="utf-8")
+    return result
+
+
 def run_grpo(options: argparse.Namespace) -> None:
     work = options.work_dir
     work.mkdir(parents=True, exist_ok=True)
@@ -242,13 +268,20 @@ def run_grpo(options: argparse.Namespace) -> None:
     ]
     print(f"\nheld-out math_4op {options.heldout}: {len(examples)} problems not in training; GRPO settings: "
           f"{' '.join(options.grpo_setting) or 'defaults'}")  # fmt: skip
-    print("| model | train_runtime s | process CPU s | exact match | equation form |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    k = options.pass_k
+    sampled_header = f" first {options.sample_problems}: greedy / mean@{k} / pass@{k} / mixed (T {options.sample_temperature}) |"
+    print("| model | train_runtime s | process CPU s | exact match | equation form |" + (sampled_header if k else ""))
+    print("| --- | ---: | ---: | ---: | ---: |" + (" ---: |" if k else ""))
     results = [math_scores(adapter, examples, options) for _, _, adapter in rows]
-    for (name, runs, _), result in zip(rows, results):
+    for (name, runs, adapter), result in zip(rows, results):
         n, seconds, cpu = result["problems"], sum(r["train_runtime"] for r in runs), sum(r["cpu_seconds"] for r in runs)
+        sampled = ""
+        if k:
+            draws = sampled_scores(adapter, examples, options)
+            greedy = sum(result["correct"][: draws["problems"]])
+            sampled = f" {greedy:.0f} / {draws['mean']:.1f} / {draws['pass']} / {draws['mixed']} |"
         print(f"| {name} | {seconds:.0f} | {cpu:.0f} | {result['exact'] / n:.1%} ({result['exact']:.0f}/{n}) | "
-              f"{result['format'] / n:.1%} |", flush=True)  # fmt: skip
+              f"{result['format'] / n:.1%} |{sampled}", flush=True)  # fmt: skip
     for first, second in ((0, 1), (2, 1)):  # paired on the same problems: each arm against SFT + GRPO
         both = list(zip(results[first]["correct"], results[second]["correct"]))
         only_first, only_second = sum(a > b for a, b in both), sum(b > a for a, b in both)
@@ -270,6 +303,9 @@ def main() -> None:
     grpo.add_argument("--grpo-setting", action="append", default=[], help="extra glmtune setting for GRPO, key=value")
     grpo.add_argument("--heldout", default="{size: 200, seed: 7}", help="math_4op generator_args of held-out problems")
     grpo.add_argument("--max-new-tokens", type=int, default=32)
+    grpo.add_argument("--pass-k", type=int, default=0, help="sampled answers per problem for mean@k/pass@k (0: none)")
+    grpo.add_argument("--sample-temperature", type=float, default=0.7)
+    grpo.add_argument("--sample-problems", type=int, default=200, help="held-out problems the sampled answers cover")
     for command in (dpo, grpo):
         command.add_argument("--work-dir", type=Path, required=True, help="where adapters, logs and answers go")
         command.add_argument("--threads", type=int, default=1, help="torch threads, for training and generation alike")
