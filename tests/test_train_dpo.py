@@ -247,18 +247,34 @@ def test_pairs_over_the_token_budget_run_as_micro_batches_with_the_same_gradient
     assert_same_gradients(gradients, expected_gradients)
 
 
-def test_pairs_are_laid_out_with_a_shared_prompt_or_as_rows_of_their_own():
-    from glmtune.train.preference_logps import pair_layout
+def test_rows_are_packed_with_each_prompt_once():
+    from glmtune.train.answer_layout import packed_layout
 
     input_ids = torch.tensor([[5, 6, 7, 8], [5, 6, 9, 0], [5, 4, 9, 9], [5, 6, 3, 3]])
     attention_mask = (torch.arange(4) < torch.tensor([[4], [3], [4], [4]])).long()
     completion = torch.tensor([[0, 0, 1, 1], [0, 0, 1, 0], [0, 0, 1, 1], [0, 0, 1, 1]])
-    layout = pair_layout(input_ids, attention_mask, input_ids.masked_fill(completion == 0, -100))
-    # pair 0's prompts differ ([5, 6] and [5, 4]), so its rejected row stands alone; pair 1's rejected answer
-    # continues the shared prompt [5, 6] (positions 2, 3) and attends to it as its prefix (packed 8 to 10)
-    assert layout.input_ids.tolist() == [[5, 6, 7, 8, 5, 4, 9, 9, 5, 6, 9, 3, 3]]
-    assert layout.position_ids.tolist() == [[0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 2, 3]]
-    assert layout.boundaries.tolist() == [0, 4, 8, 11, 13] and layout.prefixes == [None, None, None, (8, 10)]
-    assert layout.sources.tolist() == [1, 2, 5, 6, 9, 9, 11]  # both answers' first tokens follow packed token 9
-    assert layout.rows.tolist() == [0, 0, 2, 2, 1, 3, 3] and layout.columns.tolist() == [1, 2, 1, 2, 1, 1, 2]
+    layout = packed_layout(input_ids, attention_mask, input_ids.masked_fill(completion == 0, -100))
+    # rows 1 and 3 share row 0's prompt [5, 6] (packed 0 to 2): they keep only their answers, which attend to it
+    # as their prefix and continue its positions; row 2's prompt [5, 4] differs, so it stands alone
+    assert layout.input_ids.tolist() == [[5, 6, 7, 8, 9, 5, 4, 9, 9, 3, 3]]
+    assert layout.position_ids.tolist() == [[0, 1, 2, 3, 2, 0, 1, 2, 3, 2, 3]]
+    assert layout.boundaries.tolist() == [0, 4, 5, 9, 11] and layout.prefixes == [None, (0, 2), None, (0, 2)]
+    assert layout.sources.tolist() == [1, 2, 1, 6, 7, 1, 9]  # every answer to [5, 6] starts after packed token 1
+    assert layout.rows.tolist() == [0, 0, 1, 2, 2, 3, 3] and layout.columns.tolist() == [1, 2, 1, 1, 2, 1, 2]
     assert layout.targets.tolist() == [7, 8, 9, 9, 9, 3, 3]
+
+
+def test_left_padded_rows_pack_from_their_first_real_token():
+    """GRPO's rows: prompts padded on the left, answers on the right."""
+    from glmtune.train.answer_layout import packed_layout
+
+    input_ids = torch.tensor([[0, 5, 6, 7, 8], [0, 5, 6, 9, 0], [4, 4, 6, 3, 3]])
+    attention_mask = torch.tensor([[0, 1, 1, 1, 1], [0, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
+    labels = input_ids.masked_fill(attention_mask == 0, -100)
+    labels[:, :3] = -100
+    layout = packed_layout(input_ids, attention_mask, labels)
+    assert layout.input_ids.tolist() == [[5, 6, 7, 8, 9, 4, 4, 6, 3, 3]]
+    assert layout.position_ids.tolist() == [[0, 1, 2, 3, 2, 0, 1, 2, 3, 4]]
+    assert layout.prefixes == [None, (0, 2), None] and layout.sources.tolist() == [1, 2, 1, 7, 8]
+    assert layout.rows.tolist() == [0, 0, 1, 2, 2] and layout.columns.tolist() == [2, 3, 2, 2, 3]
+    assert packed_layout(input_ids, torch.tensor([[1, 0, 1, 1, 1]] * 3), labels) is None  # a hole: not one span

@@ -45,6 +45,16 @@ def test_grpo_trains_an_adapter_and_logs_each_reward(tiny_model_dir, tmp_path, t
     assert len(records) == 2 and all("rewards/math_exact/mean" in r and "rewards/format/mean" in r for r in records)
 
 
+@pytest.mark.parametrize("method", ["p_tuning", "full"])
+def test_grpo_trains_with_prefixes_and_full_weights_against_a_reference(method, tiny_llama_dir, tmp_path, train_env):
+    """Prefix tuning scores answers on padded rows (its prefix needs the attention mask); full weights with a KL
+    term score a separate reference model too."""
+    out = run_train(grpo_argv(tiny_llama_dir, tmp_path / "grpo", "--reward_funcs", "format", "--finetuning_type", method,
+                              "--grpo_beta", "0.04"))  # fmt: skip
+    records = [record for record in read_metrics(out) if "loss" in record]
+    assert len(records) == 2 and all(record["kl"] >= 0 for record in records)
+
+
 def test_a_users_reward_function_by_module_and_name(tiny_llama_dir, tmp_path, train_env, monkeypatch):
     (tmp_path / "my_rewards.py").write_text(
         "def brevity(completions, **kwargs):\n    return [1.0 / (1 + len(text)) for text in completions]\n", encoding="utf-8"
@@ -93,31 +103,39 @@ def test_sampling_and_kl_settings_reach_the_trainer(tiny_llama_dir, tmp_path, tr
     assert json.loads((out / "trainer_state.json").read_text())["num_input_tokens_seen"] > 0
 
 
-def test_answer_only_head_gives_trls_log_probabilities_entropies_and_gradients(tiny_llama_dir, tiny_tokenizer_dir, tmp_path):
-    """glmtune's GRPO scores answers with the head at answer tokens only: the same values and LoRA gradients as
-    TRL's own pass over every position, for left-padded prompts and right-padded answers at a temperature."""
+@pytest.mark.parametrize("packed", [True, False])
+def test_answer_scoring_gives_trls_log_probabilities_entropies_and_gradients(packed, tiny_llama_dir, tiny_tokenizer_dir, tmp_path, monkeypatch):
+    """glmtune's GRPO scores answers with the head at answer tokens only, and with each prompt run once when the
+    model attends by segment: the same values and LoRA gradients as TRL's own pass over every padded position,
+    for a group's left-padded prompts and right-padded answers at a temperature."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
+    from glmtune.model.segment_attention import use_segment_attention
+    from glmtune.train.answer_head import AnswerHeadModel
     from glmtune.train.grpo import glmtune_grpo
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
     model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    if packed:
+        use_segment_attention(model)
     config = GRPOConfig(output_dir=str(tmp_path / "out"), report_to="none", temperature=0.7, num_generations=2,
                         per_device_train_batch_size=2, bf16=False, gradient_checkpointing=False)  # fmt: skip
     trainer = glmtune_grpo(GRPOTrainer)(
         model=model, reward_funcs=format_reward, args=config, train_dataset=Dataset.from_list([{"prompt": [5, 6, 7]}] * 2),
         processing_class=AutoTokenizer.from_pretrained(tiny_tokenizer_dir),
     )  # fmt: skip
-    ids = torch.randint(3, 200, (3, 14), generator=torch.Generator().manual_seed(1))
+    ids = torch.randint(3, 200, (4, 14), generator=torch.Generator().manual_seed(1))
+    ids[1, :8] = ids[0, :8]  # rows 0-1 and 2-3 are two groups: each shares its prompt (8 tokens), answers differ
+    ids[3, :8] = ids[2, :8]
     mask = torch.ones_like(ids)
-    mask[0, :3] = 0  # a shorter prompt, left-padded
+    mask[2:, :3] = 0  # the second group's shorter prompt, left-padded
     mask[1, -4:] = 0  # a shorter answer, right-padded
-    answer_weights = torch.randn(3, 6)
+    answer_weights = torch.randn(4, 6)
 
     def scores(compute: Any) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         model.zero_grad()
@@ -127,7 +145,11 @@ def test_answer_only_head_gives_trls_log_probabilities_entropies_and_gradients(t
         return log_probs.detach(), entropies, gradients
 
     expected_log_probs, expected_entropies, expected_gradients = scores(GRPOTrainer._get_per_token_logps_and_entropies)
+    packed_passes = []
+    original = AnswerHeadModel.packed
+    monkeypatch.setattr(AnswerHeadModel, "packed", lambda self, *a: packed_passes.append(original(self, *a)) or packed_passes[-1])
     log_probs, entropies, gradients = scores(type(trainer)._get_per_token_logps_and_entropies)
+    assert [output is not None for output in packed_passes] == ([True] if packed else [])
     assert torch.allclose(log_probs, expected_log_probs, atol=1e-5) and torch.allclose(entropies, expected_entropies, atol=1e-4)
     assert gradients.keys() == expected_gradients.keys() and gradients
     for name, value in expected_gradients.items():

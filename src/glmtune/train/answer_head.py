@@ -3,10 +3,10 @@
 TRL's fused head (trl.trainer.utils.add_fused_lm_head) projects every position of a padded batch
 to the vocabulary on devices without Triton, prompt and padding included. In GRPO on a CPU, where
 a group of 16 rows holds 40-token prompts and answers of a few tokens, that projection and its
-backward took nearly half of each step. Here the backbone runs as before, only the hidden states
-that predict a labelled token go through the head, and the results are scattered back into TRL's
-[rows, length - 1] layout, zero elsewhere, as TRL's own output is. DPO's packed pairs
-(train/preference_logps.py) use the same head computation.
+backward took nearly half of each step. Here only the hidden states that predict a labelled token
+go through the head, and the results are scattered back into TRL's [rows, length - 1] layout, zero
+elsewhere, as TRL's own output is. Where the model attends by segment, the backbone also runs each
+distinct prompt once (train/answer_layout.py): DPO's chosen and rejected answers, GRPO's group.
 """
 
 from typing import Any
@@ -14,6 +14,8 @@ from typing import Any
 import torch
 
 from glmtune.data.schema import IGNORE_INDEX
+from glmtune.model.segment_attention import attends_by_segment
+from glmtune.train.answer_layout import packed_layout
 from glmtune.train.chunked_head import ChunkedTokenLogProbs
 from glmtune.train.loss import has_plain_head
 
@@ -58,18 +60,39 @@ def answers_only_applies(model: Any) -> bool:
 
 
 class AnswerHeadModel:
-    """Stands in for a model in a TRL trainer's log-probability pass: its fused-head calls run the head at labelled
-    positions only; other calls go to the model."""
+    """Stands in for a model in a TRL trainer's log-probability pass. Its fused-head calls run the head at
+    labelled positions only, on rows packed with each prompt once (train/answer_layout.py) when the model
+    attends by segment, else on the padded rows; other calls go to the model."""
 
     def __init__(self, model: Any, head: torch.nn.Linear, temperature: float, outputs: tuple[str, ...]) -> None:
         self.model, self.head, self.temperature, self.outputs = model, head, temperature, outputs
+        self.packs = attends_by_segment(model)
+        self.last: Any = None  # the output of the last fused-head call
 
     def __call__(self, *, fused_lm_head: bool = False, **kwargs: Any) -> Any:
         if not fused_lm_head:
             return self.model(**kwargs)
         labels = kwargs.pop("labels")
-        kwargs.pop("use_cache", None)
-        hidden = self.model(**kwargs, use_cache=False, output_hidden_states=True, logits_to_keep=1).hidden_states[-1]
+        kwargs.pop("use_cache", None)  # no cache: training never reuses one
+        self.last = (self.packed(kwargs, labels) if self.packs else None) or self.padded(kwargs, labels)
+        return self.last
+
+    def packed(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> Any:
+        """The output from one packed forward; None when the rows are not prompt + answer."""
+        layout = packed_layout(inputs["input_ids"].cpu(), inputs["attention_mask"].cpu(), labels.cpu())
+        if layout is None:
+            return None
+        device = inputs["input_ids"].device
+        hidden = self.model(
+            input_ids=layout.input_ids.to(device), position_ids=layout.position_ids.to(device),
+            cu_seq_lens_q=layout.boundaries.to(device), segment_prefixes=layout.prefixes,
+            use_cache=False, output_hidden_states=True, logits_to_keep=1,
+        ).hidden_states[-1][0]  # fmt: skip
+        fields = head_token_fields(self.head, hidden[layout.sources.to(device)], layout.targets.to(device), self.outputs, self.temperature)
+        return fused_output(fields, (layout.rows.to(device), layout.columns.to(device)), labels[:, 1:] != IGNORE_INDEX)
+
+    def padded(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> Any:
+        hidden = self.model(**inputs, use_cache=False, output_hidden_states=True, logits_to_keep=1).hidden_states[-1]
         targets = labels[:, 1:].to(hidden.device)
         label_mask = targets != IGNORE_INDEX
         where = label_mask.nonzero(as_tuple=True)

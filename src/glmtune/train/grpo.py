@@ -2,15 +2,18 @@
 better ones made likelier relative to their group.
 
 Prompts come encoded by glmtune's template (the trainer's own chat-template step is skipped), so
-generation starts exactly where training data puts the assistant's answer. The log-probabilities of
-the answers project only the answer tokens to the vocabulary.
+generation starts exactly where training data puts the assistant's answer. The answers' log-probabilities
+come from one packed sequence in which each prompt runs once for its whole group, and only the answer
+tokens go through the output head (train/answer_head.py).
 """
 
 from typing import Any
 
 from glmtune.hparams.entry import TrainArgs
+from glmtune.model.segment_attention import use_segment_attention
 from glmtune.stages import Stage
 from glmtune.train.answer_head import AnswerHeadModel, answers_only_applies
+from glmtune.train.micro_batches import supports_packed_rows
 from glmtune.train.rewards import load_reward_funcs
 from glmtune.train.session import (
     build_trl_trainer,
@@ -21,8 +24,8 @@ from glmtune.train.session import (
 
 
 def glmtune_grpo(trainer_class: type) -> type:
-    """GRPOTrainer generating from glmtune's prompt ids as they are, and scoring answers with the output head at
-    answer tokens only (train/answer_head.py)."""
+    """GRPOTrainer generating from glmtune's prompt ids as they are, and scoring answers with each prompt run once
+    and the output head at answer tokens only (train/answer_head.py)."""
 
     class GlmtuneGRPOTrainer(trainer_class):
         def _tokenize_prompts(self, prompts: list) -> tuple[list[list[int]], None, dict[str, Any]]:
@@ -46,6 +49,8 @@ def run_grpo(stage: Stage, args: TrainArgs) -> dict[str, Any]:
     [grpo] = args.stage_settings
     rewards = load_reward_funcs(grpo.names())  # a bad module:function fails before the model loads
     tokenizer, data, model = tokenizer_data_model(stage, args)
+    if supports_packed_rows(model):
+        use_segment_attention(model)  # a group's answers are scored with their prompt run once
     generating = args.generating  # the stage's defaults sample the policy itself (stages.POLICY_SAMPLING)
     sampling = {name: getattr(generating, name) for name in ("temperature", "top_p", "top_k", "repetition_penalty")}
     config = trl_config(

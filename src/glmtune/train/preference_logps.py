@@ -2,11 +2,9 @@
 
 TRL's DPOTrainer runs prompt + chosen and prompt + rejected as two padded rows each, for the policy
 and again for the reference, and on a CPU projects every position to the vocabulary. Here a
-batch's pairs are packed into one padding-free sequence: prompt, chosen answer, then the rejected
-answer, which attends to the prompt as its prefix (model/segment_attention.py) and continues its
-positions, so the prompt runs once per pair and pass. Only the answer tokens' hidden states go
-through the output head (train/answer_head.py).
-The results are scattered back into TRL's padded [rows, positions] layout, so DPOTrainer's own
+batch's pairs are packed into one padding-free sequence in which each prompt runs once: the rejected
+answer attends to the chosen row's prompt as its prefix (train/answer_layout.py), and only the answer
+tokens' hidden states go through the output head (train/answer_head.py). The results are scattered back into TRL's padded [rows, positions] layout, so DPOTrainer's own
 losses (sigmoid, ipo, hinge, sft) and metrics read them unchanged. A batch longer than the token
 budget runs as several micro-batches of whole pairs; each loss is weighed by its share of the pairs
 (the sft term by its share of the chosen tokens), so the gradients add up to the batch's.
@@ -14,7 +12,6 @@ budget runs as several micro-batches of whole pairs; each loss is weighed by its
 
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,130 +19,16 @@ import torch
 from glmtune.data.packing import best_fit_decreasing
 from glmtune.data.schema import IGNORE_INDEX
 from glmtune.model.segment_attention import attends_by_segment
-from glmtune.train.answer_head import (
-    answers_only_applies,
-    fused_output,
-    head_token_fields,
-)
+from glmtune.train.answer_head import AnswerHeadModel, answers_only_applies
 
 POLICY_OUTPUTS = ("log_probs", "entropy", "mean_logits", "is_top1")  # what DPOTrainer logs from the policy pass
 
 
-@dataclass
-class PairLayout:
-    """A batch of pairs as one packed sequence, and where each answer token's log-probability comes from and goes."""
+def answer_scorer(model: Any, outputs: tuple[str, ...]) -> AnswerHeadModel:
+    """The model (the policy or a reference) as DPOTrainer's loss calls it, its answers scored on packed pairs."""
+    from accelerate.utils import extract_model_from_parallel
 
-    input_ids: torch.Tensor  # [1, tokens]
-    position_ids: torch.Tensor  # [1, tokens]
-    boundaries: torch.Tensor  # segment starts and the end, int32 (flash attention's cu_seq_lens)
-    prefixes: list[tuple[int, int] | None]  # per segment: the earlier span it also attends to
-    sources: torch.Tensor  # packed index of the hidden state predicting each answer token
-    targets: torch.Tensor  # the answer token
-    rows: torch.Tensor  # its row in the padded batch
-    columns: torch.Tensor  # its position in TRL's shifted [rows, length - 1] layout
-
-
-def answer_spans(attention_mask: torch.Tensor, labels: torch.Tensor) -> list[tuple[int, int]] | None:
-    """(prompt length, row length) of each right-padded row, or None if some row's labels are not one tail span."""
-    lengths = attention_mask.sum(dim=1)
-    labelled = labels != IGNORE_INDEX
-    firsts = torch.where(labelled.any(dim=1), labelled.int().argmax(dim=1), lengths)
-    if not torch.equal(labelled.sum(dim=1), lengths - firsts):
-        return None
-    return list(zip(firsts.tolist(), lengths.tolist(), strict=True))
-
-
-def scored(start: int, end: int) -> torch.Tensor:
-    """Row positions [start, end) whose token has a predecessor, i.e. can be scored."""
-    return torch.arange(max(start, 1), end)
-
-
-def pair_layout(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> PairLayout | None:
-    """TRL's padded pair batch (chosen rows, then rejected rows) packed pair by pair; None if it is not that shape."""
-    spans = answer_spans(attention_mask, labels)
-    if spans is None or input_ids.shape[0] % 2:
-        return None
-    pairs = input_ids.shape[0] // 2
-    ids = input_ids.tolist()
-    pieces: dict[str, list[torch.Tensor]] = {name: [] for name in ("ids", "positions", "sources", "targets", "rows", "columns")}
-    starts: list[int] = []
-    prefixes: list[tuple[int, int] | None] = []
-    offset = 0
-
-    def add_segment(tokens: list[int], positions: torch.Tensor, prefix: tuple[int, int] | None) -> None:
-        starts.append(offset)
-        prefixes.append(prefix)
-        pieces["ids"].append(torch.tensor(tokens, dtype=torch.long))
-        pieces["positions"].append(positions)
-
-    def add_scores(row: int, columns: torch.Tensor, sources: torch.Tensor) -> None:
-        pieces["sources"].append(sources)
-        pieces["targets"].append(torch.tensor(ids[row])[columns])
-        pieces["rows"].append(torch.full_like(columns, row))
-        pieces["columns"].append(columns - 1)
-
-    for chosen in range(pairs):
-        rejected = chosen + pairs
-        (prompt, chosen_end), (rejected_prompt, rejected_end) = spans[chosen], spans[rejected]
-        add_segment(ids[chosen][:chosen_end], torch.arange(chosen_end), None)
-        columns = scored(prompt, chosen_end)
-        add_scores(chosen, columns, offset + columns - 1)
-        offset += chosen_end
-        shared = prompt == rejected_prompt > 0 and ids[chosen][:prompt] == ids[rejected][:prompt]
-        if shared:  # the rejected answer continues the chosen row's prompt
-            if rejected_end > prompt:
-                add_segment(ids[rejected][prompt:rejected_end], torch.arange(prompt, rejected_end), (offset - chosen_end, offset - chosen_end + prompt))
-            columns = scored(prompt, rejected_end)
-            sources = torch.where(columns == prompt, offset - chosen_end + prompt - 1, offset + columns - 1 - prompt)
-            offset += rejected_end - prompt
-        else:  # a row of its own
-            add_segment(ids[rejected][:rejected_end], torch.arange(rejected_end), None)
-            columns = scored(rejected_prompt, rejected_end)
-            sources = offset + columns - 1
-            offset += rejected_end
-        add_scores(rejected, columns, sources)
-    return PairLayout(
-        input_ids=torch.cat(pieces["ids"])[None],
-        position_ids=torch.cat(pieces["positions"])[None],
-        boundaries=torch.tensor([*starts, offset], dtype=torch.int32),
-        prefixes=prefixes,
-        **{name: torch.cat(pieces[name]) for name in ("sources", "targets", "rows", "columns")},
-    )
-
-
-def pair_token_logps(model: Any, inputs: dict[str, torch.Tensor], labels: torch.Tensor, outputs: tuple[str, ...]) -> Any:
-    """TRL's fused-head output (per-token log-probabilities and the asked statistics, zero off the answers) for a
-    padded pair batch, computed from one packed forward; None when the batch is not a pair batch."""
-    layout = pair_layout(inputs["input_ids"].cpu(), inputs["attention_mask"].cpu(), labels.cpu())
-    if layout is None:
-        return None
-    device = inputs["input_ids"].device
-    # No cache: training never reuses one, and the segments below describe the whole sequence.
-    hidden = model(
-        input_ids=layout.input_ids.to(device), position_ids=layout.position_ids.to(device),
-        cu_seq_lens_q=layout.boundaries.to(device), segment_prefixes=layout.prefixes,
-        use_cache=False, output_hidden_states=True, logits_to_keep=1,
-    ).hidden_states[-1][0]  # fmt: skip
-    fields = head_token_fields(model.get_output_embeddings(), hidden[layout.sources.to(device)], layout.targets.to(device), outputs)
-    return fused_output(fields, (layout.rows.to(device), layout.columns.to(device)), labels[:, 1:] != IGNORE_INDEX)
-
-
-class PackedPairModel:
-    """Stands in for the policy in DPOTrainer's loss: its fused-head calls run on packed pairs, others go to the model."""
-
-    def __init__(self, model: Any, outputs: tuple[str, ...]) -> None:
-        self.model, self.outputs = model, outputs
-        self.last: Any = None  # the packed output of the last call, for the sft term's reweighting
-
-    def __call__(self, *, fused_lm_head: bool = False, **kwargs: Any) -> Any:
-        if fused_lm_head:
-            labels = kwargs.pop("labels")
-            kwargs.pop("use_cache", None)
-            self.last = pair_token_logps(self.model, kwargs, labels, self.outputs)
-            if self.last is not None:
-                return self.last
-            kwargs["labels"] = labels
-        return self.model(fused_lm_head=fused_lm_head, **kwargs)
+    return AnswerHeadModel(model, extract_model_from_parallel(model).get_output_embeddings(), 1.0, outputs)
 
 
 def packs_pairs(model: Any, ref_model: Any = None) -> bool:
@@ -217,7 +100,7 @@ def packed_pairs_trainer(trainer_class: type) -> type:
                 self.reference_weights() as reference,
                 self.accelerator.autocast(),
             ):
-                outputs = PackedPairModel(reference, ("log_probs",))(**model_inputs, labels=labels, fused_lm_head=True)
+                outputs = answer_scorer(reference, ("log_probs",))(**model_inputs, labels=labels, fused_lm_head=True)
             chosen, rejected = outputs.log_probs.sum(dim=1).chunk(2)
             return {"ref_chosen_logps": chosen, "ref_rejected_logps": rejected}
 
@@ -228,7 +111,7 @@ def packed_pairs_trainer(trainer_class: type) -> type:
                 inputs = {**inputs, **self.reference_logps(inputs)}
             if return_outputs:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            policy = PackedPairModel(model, self.policy_outputs)
+            policy = answer_scorer(model, self.policy_outputs)
             with self.accelerator.autocast():  # as the reference's: the output head computes as the model does
                 loss = super().compute_loss(policy, inputs, return_outputs, num_items_in_batch) * self.pair_share
             if "sft" in self.loss_types and self.chosen_share != self.pair_share and policy.last is not None:
