@@ -13,7 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_train_dpo import dpo_argv
 from test_train_resume import checkpoint_step, kill_after_complete_checkpoint
+from test_train_rm import write_pairs
 from train_helpers import (
     read_metrics,
     run_train,
@@ -114,3 +116,20 @@ class KillGroupOnPoll:
 
     def wait(self, timeout: float) -> int:
         return self.process.wait(timeout=timeout)
+
+
+def test_two_processes_train_dpo_on_packed_pairs(tiny_llama_dir: Path, tmp_path: Path, train_env: Path) -> None:
+    """Packed pairs under a token budget that one process's batch of two pairs fits and the other's does not: each
+    runs its pairs whole, since DPOTrainer gathers metrics from both processes in every loss call (one split batch
+    made the processes' gathers disagree, and the run failed)."""
+    data = write_pairs(tmp_path)
+    rows = json.loads((data / "pairs.json").read_text(encoding="utf-8"))
+    for row in rows[1::2]:  # every other chosen answer is long: two long pairs are over 150 packed tokens
+        row["chosen"] += " That is the sum." * 6
+    (data / "pairs.json").write_text(json.dumps(rows), encoding="utf-8")
+    two = tmp_path / "two"
+    argv = dpo_argv(tiny_llama_dir, data, two, "--per_device_train_batch_size", "2", "--micro_batch_tokens", "150")
+    run_two_processes(argv, train_env)
+    records = [record for record in read_metrics(two) if "rewards/margins" in record]
+    assert [record["step"] for record in records] == [1, 2, 3, 4]  # one writer: each step once
+    assert records[-1]["loss"] < records[0]["loss"] and records[-1]["rewards/margins"] > 0

@@ -64,9 +64,12 @@ class AnswerHeadModel:
     labelled positions only, on rows packed with each prompt once (train/answer_layout.py) when the model
     attends by segment, else on the padded rows; other calls go to the model."""
 
-    def __init__(self, model: Any, head: torch.nn.Linear, temperature: float, outputs: tuple[str, ...]) -> None:
-        self.model, self.head, self.temperature, self.outputs = model, head, temperature, outputs
-        self.packs = attends_by_segment(model)
+    def __init__(self, model: Any, temperature: float, outputs: tuple[str, ...]) -> None:
+        from accelerate.utils import extract_model_from_parallel
+
+        unwrapped = extract_model_from_parallel(model)  # a DDP wrapper runs the forward; the model answers the rest
+        self.model, self.head, self.temperature, self.outputs = model, unwrapped.get_output_embeddings(), temperature, outputs
+        self.packs = attends_by_segment(unwrapped)
         self.last: Any = None  # the output of the last fused-head call
 
     def __call__(self, *, fused_lm_head: bool = False, **kwargs: Any) -> Any:

@@ -24,13 +24,6 @@ from glmtune.train.answer_head import AnswerHeadModel, answers_only_applies
 POLICY_OUTPUTS = ("log_probs", "entropy", "mean_logits", "is_top1")  # what DPOTrainer logs from the policy pass
 
 
-def answer_scorer(model: Any, outputs: tuple[str, ...]) -> AnswerHeadModel:
-    """The model (the policy or a reference) as DPOTrainer's loss calls it, its answers scored on packed pairs."""
-    from accelerate.utils import extract_model_from_parallel
-
-    return AnswerHeadModel(model, extract_model_from_parallel(model).get_output_embeddings(), 1.0, outputs)
-
-
 def packs_pairs(model: Any, ref_model: Any = None) -> bool:
     """True when the packed path computes what DPOTrainer's does: per-row attention is on and the output head is
     a plain linear layer, for the policy and a separate reference alike."""
@@ -100,7 +93,7 @@ def packed_pairs_trainer(trainer_class: type) -> type:
                 self.reference_weights() as reference,
                 self.accelerator.autocast(),
             ):
-                outputs = answer_scorer(reference, ("log_probs",))(**model_inputs, labels=labels, fused_lm_head=True)
+                outputs = AnswerHeadModel(reference, 1.0, ("log_probs",))(**model_inputs, labels=labels, fused_lm_head=True)
             chosen, rejected = outputs.log_probs.sum(dim=1).chunk(2)
             return {"ref_chosen_logps": chosen, "ref_rejected_logps": rejected}
 
@@ -111,7 +104,7 @@ def packed_pairs_trainer(trainer_class: type) -> type:
                 inputs = {**inputs, **self.reference_logps(inputs)}
             if return_outputs:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            policy = answer_scorer(model, self.policy_outputs)
+            policy = AnswerHeadModel(model, 1.0, self.policy_outputs)
             with self.accelerator.autocast():  # as the reference's: the output head computes as the model does
                 loss = super().compute_loss(policy, inputs, return_outputs, num_items_in_batch) * self.pair_share
             if "sft" in self.loss_types and self.chosen_share != self.pair_share and policy.last is not None:
@@ -139,9 +132,11 @@ def packed_pairs_trainer(trainer_class: type) -> type:
             return torch.stack(losses).sum()
 
         def pair_groups(self, inputs: dict[str, Any]) -> list[list[int]]:
-            """Pair indices per micro-batch: all in one unless the packed batch is over the token budget."""
+            """Pair indices per micro-batch: all in one unless the packed batch is over the token budget. With several
+            processes always all in one: DPOTrainer gathers its metrics from every process in each loss call, so all
+            of them must make the same number of calls with the same number of pairs."""
             count = inputs["input_ids"].shape[0] // 2
-            if not (self.packs_pairs and self.micro_batch_tokens):
+            if not (self.packs_pairs and self.micro_batch_tokens) or self.accelerator.num_processes > 1:
                 return [list(range(count))]
             lengths = pair_lengths(inputs)
             if sum(lengths) <= self.micro_batch_tokens:
