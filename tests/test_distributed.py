@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from test_train_dpo import dpo_argv
+from test_train_ppo import ppo_argv
 from test_train_resume import checkpoint_step, kill_after_complete_checkpoint
 from test_train_rm import write_pairs
 from train_helpers import (
@@ -133,3 +134,23 @@ def test_two_processes_train_dpo_on_packed_pairs(tiny_llama_dir: Path, tmp_path:
     records = [record for record in read_metrics(two) if "rewards/margins" in record]
     assert [record["step"] for record in records] == [1, 2, 3, 4]  # one writer: each step once
     assert records[-1]["loss"] < records[0]["loss"] and records[-1]["rewards/margins"] > 0
+
+
+def test_two_processes_train_ppo_with_its_value_head(
+    tiny_llama_dir: Path, tmp_path: Path, train_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The value head runs outside the model's wrapped forward: two processes train it (it used to fail, first on
+    the wrapper's missing attributes, then on DDP's "mark a variable ready only once")."""
+    from safetensors.torch import load_file
+
+    (tmp_path / "first_token_reward.py").write_text(
+        "def even(completion_ids, **kwargs):\n    return [1.0 if ids and ids[0] % 2 == 0 else -1.0 for ids in completion_ids]\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # the processes import the reward function from there
+    out = tmp_path / "ppo"
+    run_two_processes(ppo_argv(tiny_llama_dir, out, "--reward_funcs", "first_token_reward:even", "--warmup_steps", "0"), train_env)
+    records = [record for record in read_metrics(out) if "value_loss" in record]
+    assert [record["step"] for record in records] == [1, 2, 3, 4]  # one writer: each step once
+    value_head = load_file(out / "value_head.safetensors")
+    assert any(float(weight.abs().sum()) > 0 for weight in value_head.values())  # it learned from zero

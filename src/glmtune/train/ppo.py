@@ -204,6 +204,9 @@ def rollout_training_args(training_args: Any) -> Any:
     args.max_grad_norm = 0.0  # clipped per update in PPOTrainer.optimize
     args.train_sampling_strategy = "random"  # prompts have no fixed length to group by
     args.include_num_input_tokens_seen = "no"  # counted by the trainer from prompts and answers
+    # The value head runs outside the wrapped forward (on its hidden states), which DDP accepts with a static graph:
+    # every step uses the same weights, and their gradients are averaged over the processes like the adapter's.
+    args.ddp_static_graph, args.ddp_find_unused_parameters = True, False
     return args
 
 

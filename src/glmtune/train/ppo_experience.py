@@ -70,7 +70,10 @@ def answer_logprobs_and_values(
     model: Any, experience: Experience, value_head: torch.nn.Module | None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probability of each answer token under `model` and, with a value head, the value of the state before it."""
-    plain = has_plain_head(model)
+    from accelerate.utils import extract_model_from_parallel
+
+    inner = extract_model_from_parallel(model)  # a DDP wrapper runs the forward; the model answers the rest
+    plain = has_plain_head(inner)
     outputs = model(
         input_ids=experience.input_ids,
         attention_mask=experience.attention_mask,
@@ -83,7 +86,7 @@ def answer_logprobs_and_values(
     index = experience.positions[..., None]
     states = hidden.gather(1, index.expand(-1, -1, hidden.shape[-1]))
     if plain:
-        logits = model.get_output_embeddings()(states)
+        logits = inner.get_output_embeddings()(states)
     else:
         logits = outputs.logits[:, -width:].gather(1, index.expand(-1, -1, outputs.logits.shape[-1]))
     logprobs = torch.log_softmax(logits.float(), dim=-1).gather(-1, experience.targets[..., None]).squeeze(-1)
