@@ -63,8 +63,8 @@ def packed_layout(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels:
     offset = 0
     for row, (lead, first, end) in enumerate(spans):
         tokens, prompt = ids[row][lead:end], first - lead
-        columns = scored(prompt, len(tokens))
-        shared = ran.get(tuple(tokens[:prompt])) if prompt else None
+        columns, key = scored(prompt, len(tokens)), tuple(tokens[:prompt])
+        shared = ran.get(key) if prompt else None
         start = prompt if shared is not None else 0  # a prompt that ran already is left out
         if len(tokens) > start:
             starts.append(offset)
@@ -73,7 +73,7 @@ def packed_layout(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels:
             pieces["positions"].append(torch.arange(start, len(tokens)))
         if shared is None:
             if prompt:
-                ran[tuple(tokens[:prompt])] = offset
+                ran[key] = offset
             sources = offset + columns - 1
         else:  # the answer's first token follows the shared prompt's last
             sources = torch.where(columns == prompt, shared + prompt - 1, offset + columns - 1 - prompt)

@@ -31,13 +31,17 @@ def glmtune_grpo(trainer_class: type) -> type:
         def _tokenize_prompts(self, prompts: list) -> tuple[list[list[int]], None, dict[str, Any]]:
             return [list(prompt) for prompt in prompts], None, {}
 
-        def _get_per_token_logps_and_entropies(self, model: Any, *args: Any, compute_entropy: bool = False, compute_aux_loss: bool = False, **kwargs: Any) -> Any:
+        def _get_per_token_logps_and_entropies(
+            self, model: Any, *args: Any, compute_entropy: bool = False, compute_aux_loss: bool = False, **kwargs: Any
+        ) -> Any:
             media = {name: value for name, value in kwargs.items() if name != "batch_size" and value is not None}
             entropy_trains = compute_entropy and (self.args.entropy_coef or self.args.use_adaptive_entropy)
             if not (compute_aux_loss or media or entropy_trains) and answers_only_applies(self.accelerator.unwrap_model(model)):
                 outputs = ("log_probs", "entropy") if compute_entropy else ("log_probs",)
                 model = AnswerHeadModel(model, self.temperature, outputs)
-            return super()._get_per_token_logps_and_entropies(model, *args, compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **kwargs)
+            return super()._get_per_token_logps_and_entropies(
+                model, *args, compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **kwargs
+            )
 
     return GlmtuneGRPOTrainer
 

@@ -4,10 +4,11 @@ TRL's DPOTrainer runs prompt + chosen and prompt + rejected as two padded rows e
 and again for the reference, and on a CPU projects every position to the vocabulary. Here a
 batch's pairs are packed into one padding-free sequence in which each prompt runs once: the rejected
 answer attends to the chosen row's prompt as its prefix (train/answer_layout.py), and only the answer
-tokens' hidden states go through the output head (train/answer_head.py). The results are scattered back into TRL's padded [rows, positions] layout, so DPOTrainer's own
-losses (sigmoid, ipo, hinge, sft) and metrics read them unchanged. A batch longer than the token
-budget runs as several micro-batches of whole pairs; each loss is weighed by its share of the pairs
-(the sft term by its share of the chosen tokens), so the gradients add up to the batch's.
+tokens' hidden states go through the output head (train/answer_head.py). The results are scattered
+back into TRL's padded [rows, positions] layout, so DPOTrainer's own losses (sigmoid, ipo, hinge,
+sft) and metrics read them unchanged. A batch longer than the token budget runs as several
+micro-batches of whole pairs; each loss is weighed by its share of the pairs (the sft term by its
+share of the chosen tokens), so the gradients add up to the batch's.
 """
 
 from collections.abc import Iterator
