@@ -55,12 +55,19 @@ def test_grpo_trains_with_prefixes_and_full_weights_against_a_reference(method, 
     assert len(records) == 2 and all(record["kl"] >= 0 for record in records)
 
 
-def test_a_users_reward_function_by_module_and_name(tiny_llama_dir, tmp_path, train_env, monkeypatch):
+@pytest.fixture
+def brevity_reward(tmp_path, monkeypatch) -> str:
+    """A user's reward function in its own module, importable as the returned module:function; it scores every
+    answer by its length, so each group has a spread."""
     (tmp_path / "my_rewards.py").write_text(
         "def brevity(completions, **kwargs):\n    return [1.0 / (1 + len(text)) for text in completions]\n", encoding="utf-8"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    out = run_train(grpo_argv(tiny_llama_dir, tmp_path / "grpo", "--reward_funcs", "my_rewards:brevity"))
+    return "my_rewards:brevity"
+
+
+def test_a_users_reward_function_by_module_and_name(tiny_llama_dir, tmp_path, train_env, brevity_reward):
+    out = run_train(grpo_argv(tiny_llama_dir, tmp_path / "grpo", "--reward_funcs", brevity_reward))
     rewards = [record["rewards/brevity/mean"] for record in read_metrics(out) if "rewards/brevity/mean" in record]
     assert rewards and all(0 < reward <= 1 for reward in rewards)
 
@@ -72,6 +79,7 @@ def test_a_users_reward_function_by_module_and_name(tiny_llama_dir, tmp_path, tr
         (("--reward_funcs", "math_exat"), "unknown 'math_exat'"),
         (("--reward_funcs", "math_exact", "--num_generations", "3"), "must be a multiple of num_generations=3"),
         (("--reward_funcs", "math_exact", "--num_generations", "1"), "at least 2 answers"),
+        (("--reward_funcs", "math_exact", "--grpo_epochs", "0"), "grpo_epochs=0: must be at least 1"),
     ],
 )
 def test_bad_grpo_settings_fail_before_loading(extra, message, tmp_path):
@@ -101,6 +109,19 @@ def test_sampling_and_kl_settings_reach_the_trainer(tiny_llama_dir, tmp_path, tr
     # tokens are counted by GRPOTrainer, not by the Trainer (which finds no input_ids and warns every step)
     assert config.include_num_input_tokens_seen == "no"
     assert json.loads((out / "trainer_state.json").read_text())["num_input_tokens_seen"] > 0
+
+
+def test_grpo_epochs_update_more_than_once_from_one_generation(tiny_llama_dir, tmp_path, train_env, brevity_reward):
+    """--grpo_epochs 2 reaches TRL as num_iterations: two steps share one batch of answers, so rewards are logged
+    (generation ran) at the first step only, and the second step still trains."""
+    import torch
+
+    out = run_train(grpo_argv(tiny_llama_dir, tmp_path / "grpo", "--reward_funcs", brevity_reward, "--grpo_epochs", "2"))
+    assert torch.load(out / "training_args.bin", weights_only=False).num_iterations == 2
+    records = [record for record in read_metrics(out) if "loss" in record]
+    assert len(records) == 2
+    assert "rewards/brevity/mean" in records[0] and records[1].get("rewards/brevity/mean") is None
+    assert records[1]["grad_norm"] > 0
 
 
 @pytest.mark.parametrize("packed", [True, False])

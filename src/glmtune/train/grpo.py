@@ -60,6 +60,7 @@ def run_grpo(stage: Stage, args: TrainArgs) -> dict[str, Any]:
         GRPOConfig,
         args.training,
         num_generations=grpo.num_generations,
+        num_iterations=grpo.grpo_epochs,
         max_completion_length=grpo.max_completion_length,
         beta=grpo.grpo_beta,
         include_num_input_tokens_seen="no",  # GRPOTrainer counts prompt and answer tokens itself
