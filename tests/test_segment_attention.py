@@ -114,6 +114,29 @@ def test_a_row_with_a_prefix_sees_it_whole_and_its_own_tokens_causally():
     assert_same_outputs_and_gradients(mine, theirs, (query, key, value))
 
 
+def test_rows_sharing_a_prefix_and_a_bucketed_length_run_in_one_kernel_call(monkeypatch):
+    """A shared system prompt then several answers (micro-batches sharing a prefix): the same result and
+    gradients as the masked attention, in one call per bucketed length and prefix."""
+    calls = []
+    real_sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def recording_sdpa(query, key, *args, **kwargs):
+        calls.append((query.shape[0], query.shape[2], key.shape[2]))
+        return real_sdpa(query, key, *args, **kwargs)
+
+    monkeypatch.setattr("glmtune.model.segment_attention.F.scaled_dot_product_attention", recording_sdpa)
+    lengths = [10, 5, 9, 40, 3]  # prefix (its first 6 tokens) + first answer, then remainders that see the prefix
+    query, key, value, bounds = packed_inputs(lengths)
+    mask = block_causal_mask(lengths)
+    for start, end in ((10, 15), (15, 24), (24, 64), (64, 67)):
+        mask[0, 0, start:end, 0:6] = True
+    theirs, _ = sdpa_attention_forward(Attention(), query, key, value, mask)
+    calls.clear()
+    mine, _ = segment_attention_forward(Attention(), query, key, value, mask, segment_prefixes=[None, *[(0, 6)] * 4], **bounds)
+    assert sorted(calls) == [(1, 32, 32), (1, 64, 70), (3, 32, 38)]
+    assert_same_outputs_and_gradients(mine, theirs, (query, key, value))
+
+
 @pytest.mark.parametrize("split", [True, False], ids=["per-row", "plain-sdpa"])
 def test_half_precision_on_a_cpu_is_attended_in_fp32_and_returned_in_its_dtype(monkeypatch, split):
     """PyTorch's CPU attention in bf16 is slower than in fp32 and keeps memory per length: rows run in fp32."""
@@ -130,7 +153,7 @@ def test_half_precision_on_a_cpu_is_attended_in_fp32_and_returned_in_its_dtype(m
     half = [tensor.detach().bfloat16().requires_grad_() for tensor in (query, key, value)]
     mask = block_causal_mask(lengths)
     mine, _ = segment_attention_forward(Attention(), *half, mask, **(bounds if split else {}))
-    assert mine.dtype == torch.bfloat16 and kernel_dtypes == [torch.float32] * (len(lengths) if split else 1)
+    assert mine.dtype == torch.bfloat16 and kernel_dtypes == [torch.float32]  # the rows share a bucketed length
     theirs, _ = sdpa_attention_forward(Attention(), query, key, value, mask)
     torch.testing.assert_close(mine.float(), theirs, atol=2e-2, rtol=2e-2)  # only the inputs' rounding differs
     mine.float().sum().backward()

@@ -5,8 +5,10 @@ the whole square of the packed length is computed, then most of it is masked awa
 key/value heads of grouped-query attention are copied to every query head first. Given the
 rows' boundaries (flash attention's `cu_seq_lens_q`), each row instead runs SDPA's causal
 kernel on its own square, key/value heads shared: on the default model, a 480-token sequence
-of four rows costs a third of the masked one, forward and backward. Any other call (no
-boundaries, padding, a cache, sliding windows, soft-capping) goes to transformers' SDPA unchanged.
+of four rows costs a third of the masked one, forward and backward. Rows of one bucketed length
+(and prefix) are stacked into one kernel call: short rows cost in calls more than in arithmetic.
+Any other call (no boundaries, padding, a cache, sliding windows, soft-capping) goes to
+transformers' SDPA unchanged.
 On a CPU, half-precision inputs are attended in fp32 either way (kernel_dtype).
 
 A row may also name a shared prefix (`segment_prefixes`, one (start, end) or None per row): it then
@@ -42,27 +44,29 @@ def segment_boundaries(query: torch.Tensor, key: torch.Tensor, module: Any, kwar
     return bounds if bounds[0] == 0 and bounds[-1] == query.shape[2] else None
 
 
-def bucketed_row_attention(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, prefix_key: torch.Tensor, prefix_value: torch.Tensor,
+def bucketed_rows_attention(
+    rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], prefix_key: torch.Tensor, prefix_value: torch.Tensor,
     dropout: float, scaling: float | None, grouped: bool,
-) -> torch.Tensor:
-    """Causal attention of one row that also sees every token of its prefix (possibly none), run at a bucketed length.
+) -> list[torch.Tensor]:
+    """Causal attention of rows of one bucketed length that all also see every token of one prefix (possibly
+    none), run as one batch.
 
-    The row is padded at its end to a bucketed length (model/shape_buckets.py) so the kernels meet few
+    Each row is padded at its end to the bucketed length (model/shape_buckets.py) so the kernels meet few
     shapes; no real query sees a padded key (causality within the row, and the mask beside a prefix) and
-    the padded queries' outputs are cut off, so the result and its gradients are exact.
+    the padded queries' outputs are cut off, so the result and its gradients are exact. Stacking the rows
+    makes one kernel call of them instead of one each (for short rows the calls, not the arithmetic, cost).
     """
-    tokens, context = query.shape[2], prefix_key.shape[2]
-    length = attention_length(tokens)
-    query, key, value = (F.pad(tensor, (0, 0, 0, length - tokens)) for tensor in (query, key, value))
+    length, context = attention_length(max(row[0].shape[2] for row in rows)), prefix_key.shape[2]
+    query, key, value = (torch.cat([F.pad(row[part], (0, 0, 0, length - row[part].shape[2])) for row in rows]) for part in range(3))
     mask = None
     if context:
-        key, value = torch.cat([prefix_key, key], dim=2), torch.cat([prefix_value, value], dim=2)
+        stacked = (len(rows), -1, -1, -1)
+        key, value = torch.cat([prefix_key.expand(stacked), key], dim=2), torch.cat([prefix_value.expand(stacked), value], dim=2)
         mask = torch.ones(length, context + length, dtype=torch.bool, device=query.device).tril(context)
     output = F.scaled_dot_product_attention(
         query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling, is_causal=mask is None, enable_gqa=grouped
     )
-    return output[:, :, :tokens]
+    return [output[index : index + 1, :, : row[0].shape[2]] for index, row in enumerate(rows)]
 
 
 def kernel_dtype(tensor: torch.Tensor) -> torch.dtype:
@@ -92,13 +96,16 @@ def segment_attention_forward(
         return output.to(dtype), weights
     grouped = query.shape[1] != key.shape[1]
     prefixes = kwargs.get("segment_prefixes") or [None] * (len(bounds) - 1)
-    rows = []
-    for start, end, prefix in zip(bounds[:-1], bounds[1:], prefixes, strict=True):
-        first, last = prefix or (0, 0)
-        row = [tensor[:, :, start:end] for tensor in (query, key, value)]
-        context = [key[:, :, first:last], value[:, :, first:last]]
-        rows.append(bucketed_row_attention(*row, *context, dropout=dropout, scaling=scaling, grouped=grouped))
-    return torch.cat(rows, dim=2).transpose(1, 2).to(dtype).contiguous(), None
+    groups: dict[tuple[int, tuple[int, int]], list[int]] = {}  # (bucketed length, prefix) -> the rows run together
+    for index, (start, end, prefix) in enumerate(zip(bounds[:-1], bounds[1:], prefixes, strict=True)):
+        groups.setdefault((attention_length(end - start), prefix or (0, 0)), []).append(index)
+    outputs: dict[int, torch.Tensor] = {}
+    for (_, (first, last)), members in groups.items():
+        rows = [tuple(tensor[:, :, bounds[index] : bounds[index + 1]] for tensor in (query, key, value)) for index in members]
+        context = (key[:, :, first:last], value[:, :, first:last])
+        for index, output in zip(members, bucketed_rows_attention(rows, *context, dropout=dropout, scaling=scaling, grouped=grouped)):
+            outputs[index] = output
+    return torch.cat([outputs[index] for index in range(len(outputs))], dim=2).transpose(1, 2).to(dtype).contiguous(), None
 
 
 def attends_by_segment(model: Any) -> bool:
