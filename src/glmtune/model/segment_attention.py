@@ -45,19 +45,19 @@ def segment_boundaries(query: torch.Tensor, key: torch.Tensor, module: Any, kwar
 
 
 def bucketed_rows_attention(
-    rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], prefix_key: torch.Tensor, prefix_value: torch.Tensor,
-    dropout: float, scaling: float | None, grouped: bool,
+    rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], length: int, prefix_key: torch.Tensor,
+    prefix_value: torch.Tensor, dropout: float, scaling: float | None, grouped: bool,
 ) -> list[torch.Tensor]:
-    """Causal attention of rows of one bucketed length that all also see every token of one prefix (possibly
-    none), run as one batch.
+    """Causal attention of rows of the bucketed length `length` that all also see every token of one prefix
+    (possibly none), run as one batch.
 
     Each row is padded at its end to the bucketed length (model/shape_buckets.py) so the kernels meet few
     shapes; no real query sees a padded key (causality within the row, and the mask beside a prefix) and
     the padded queries' outputs are cut off, so the result and its gradients are exact. Stacking the rows
     makes one kernel call of them instead of one each (for short rows the calls, not the arithmetic, cost).
     """
-    length, context = attention_length(max(row[0].shape[2] for row in rows)), prefix_key.shape[2]
-    query, key, value = (torch.cat([F.pad(row[part], (0, 0, 0, length - row[part].shape[2])) for row in rows]) for part in range(3))
+    tokens, context = [row[0].shape[2] for row in rows], prefix_key.shape[2]
+    query, key, value = (torch.cat([F.pad(row[part], (0, 0, 0, length - size)) for row, size in zip(rows, tokens)]) for part in range(3))
     mask = None
     if context:
         stacked = (len(rows), -1, -1, -1)
@@ -66,7 +66,7 @@ def bucketed_rows_attention(
     output = F.scaled_dot_product_attention(
         query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling, is_causal=mask is None, enable_gqa=grouped
     )
-    return [output[index : index + 1, :, : row[0].shape[2]] for index, row in enumerate(rows)]
+    return [output[index : index + 1, :, :size] for index, size in enumerate(tokens)]
 
 
 def kernel_dtype(tensor: torch.Tensor) -> torch.dtype:
@@ -100,10 +100,11 @@ def segment_attention_forward(
     for index, (start, end, prefix) in enumerate(zip(bounds[:-1], bounds[1:], prefixes, strict=True)):
         groups.setdefault((attention_length(end - start), prefix or (0, 0)), []).append(index)
     outputs: dict[int, torch.Tensor] = {}
-    for (_, (first, last)), members in groups.items():
+    for (length, (first, last)), members in groups.items():
         rows = [tuple(tensor[:, :, bounds[index] : bounds[index + 1]] for tensor in (query, key, value)) for index in members]
         context = (key[:, :, first:last], value[:, :, first:last])
-        for index, output in zip(members, bucketed_rows_attention(rows, *context, dropout=dropout, scaling=scaling, grouped=grouped)):
+        attended = bucketed_rows_attention(rows, length, *context, dropout=dropout, scaling=scaling, grouped=grouped)
+        for index, output in zip(members, attended):
             outputs[index] = output
     return torch.cat([outputs[index] for index in range(len(outputs))], dim=2).transpose(1, 2).to(dtype).contiguous(), None
 
