@@ -13,7 +13,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "glmtune"
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "paths", "lazy", "stages", "methods", "metrics_file", "logs", "precision", "hparams"),
+    ("errors", "paths", "lazy", "allocator", "stages", "methods", "metrics_file", "logs", "precision", "hparams"),
     ("default_model", "convert", "model_source"),
     ("data",),
     ("model",),

@@ -99,3 +99,17 @@ def test_under_autocast_logits_are_computed_as_a_linear_head_computes_them(weigh
     torch.testing.assert_close(hidden.grad, expected, rtol=2e-2, atol=2e-2)
     if weight_trains:
         assert weight.grad.dtype == weight.dtype
+
+
+def test_a_frozen_head_is_cast_for_autocast_once_while_it_is_unchanged() -> None:
+    hidden, weight, _ = inputs(weight_trains=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        first = chunked_head.matmul_weight(hidden, weight)
+        assert chunked_head.matmul_weight(hidden, weight) is first and first.dtype == torch.bfloat16
+        with torch.no_grad():
+            weight.add_(1.0)  # written in place: cast again
+        again = chunked_head.matmul_weight(hidden, weight)
+        assert again is not first
+        torch.testing.assert_close(again, weight.to(torch.bfloat16), rtol=0, atol=0)
+        trained = weight.detach().clone().requires_grad_()  # a trained weight changes every step: never kept
+        assert chunked_head.matmul_weight(hidden, trained) is not chunked_head.matmul_weight(hidden, trained)

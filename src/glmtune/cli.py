@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 
 from glmtune import __version__
+from glmtune.allocator import keep_freed_memory
 from glmtune.errors import ConfigError, GlmtuneError
 from glmtune.logs import configure_logging
 from glmtune.model.shape_buckets import ONEDNN_KERNEL_CACHE
@@ -65,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(quantized=asks_for_quantization(command, rest))
     # read by oneDNN when it first builds a kernel, so set before any command runs; a user's own value wins
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_KERNEL_CACHE))
+    keep_freed_memory()
     try:
         return importlib.import_module(COMMANDS[command][0]).main(rest)
     except GlmtuneError as error:

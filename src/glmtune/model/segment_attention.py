@@ -17,6 +17,8 @@ out as prompt + chosen answer, then the rejected answer with the prompt as its p
 runs through the model once for both answers (train/preference_logps.py).
 """
 
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -44,29 +46,70 @@ def segment_boundaries(query: torch.Tensor, key: torch.Tensor, module: Any, kwar
     return bounds if bounds[0] == 0 and bounds[-1] == query.shape[2] else None
 
 
-def bucketed_rows_attention(
-    rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], length: int, prefix_key: torch.Tensor,
-    prefix_value: torch.Tensor, dropout: float, scaling: float | None, grouped: bool,
-) -> list[torch.Tensor]:
-    """Causal attention of rows of the bucketed length `length` that all also see every token of one prefix
-    (possibly none), run as one batch.
+@dataclass(frozen=True)
+class RowBatches:
+    """Where the packed tokens go in the batched kernel calls, and back: one call per bucketed length and prefix."""
 
-    Each row is padded at its end to the bucketed length (model/shape_buckets.py) so the kernels meet few
-    shapes; no real query sees a padded key (causality within the row, and the mask beside a prefix) and
-    the padded queries' outputs are cut off, so the result and its gradients are exact. Stacking the rows
-    makes one kernel call of them instead of one each (for short rows the calls, not the arithmetic, cost).
+    shapes: tuple[tuple[int, int, int], ...]  # per call: (rows, bucketed length, prefix length)
+    masks: tuple[torch.Tensor | None, ...]  # per call: a row's queries over prefix + row keys; None: causal
+    query_index: torch.Tensor  # the packed token in each query slot of the calls, in order
+    key_index: torch.Tensor  # the packed token in each key slot: each row's prefix, then the row
+    output_index: torch.Tensor  # per packed token, its query slot
+
+
+@lru_cache(maxsize=8)
+def row_batches(bounds: tuple[int, ...], prefixes: tuple[tuple[int, int] | None, ...], device: torch.device) -> RowBatches:
+    """The batched layout of packed rows (every layer of a forward reuses it).
+
+    Each row is padded at its end to its bucketed length (model/shape_buckets.py), so the kernels meet few
+    shapes; padding slots repeat the row's first token. No real query sees a padded key (causality within the
+    row, and the mask beside a prefix) and padded queries' outputs are never read back, so the result and its
+    gradients are exact.
     """
-    tokens, context = [row[0].shape[2] for row in rows], prefix_key.shape[2]
-    query, key, value = (torch.cat([F.pad(row[part], (0, 0, 0, length - size)) for row, size in zip(rows, tokens)]) for part in range(3))
-    mask = None
-    if context:
-        stacked = (len(rows), -1, -1, -1)
-        key, value = torch.cat([prefix_key.expand(stacked), key], dim=2), torch.cat([prefix_value.expand(stacked), value], dim=2)
-        mask = torch.ones(length, context + length, dtype=torch.bool, device=query.device).tril(context)
-    output = F.scaled_dot_product_attention(
-        query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling, is_causal=mask is None, enable_gqa=grouped
-    )
-    return [output[index : index + 1, :, :size] for index, size in enumerate(tokens)]
+    groups: dict[tuple[int, tuple[int, int]], list[int]] = {}
+    for index, (start, end, prefix) in enumerate(zip(bounds[:-1], bounds[1:], prefixes, strict=True)):
+        groups.setdefault((attention_length(end - start), prefix or (0, 0)), []).append(index)
+    shapes, masks, queries, keys, output = [], [], [], [], [0] * bounds[-1]
+    for (length, (first, last)), members in groups.items():
+        context = last - first
+        shapes.append((len(members), length, context))
+        masks.append(torch.ones(length, context + length, dtype=torch.bool, device=device).tril(context) if context else None)
+        for index in members:
+            start, end = bounds[index], bounds[index + 1]
+            output[start:end] = range(len(queries), len(queries) + end - start)
+            padding = [start] * (length - (end - start))
+            queries += [*range(start, end), *padding]
+            keys += [*range(first, last), *range(start, end), *padding]
+    as_index = lambda values: torch.tensor(values, dtype=torch.long, device=device)  # noqa: E731
+    return RowBatches(tuple(shapes), tuple(masks), as_index(queries), as_index(keys), as_index(output))
+
+
+def batched_rows_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, plan: RowBatches, dropout: float, scaling: float | None
+) -> torch.Tensor:
+    """Causal attention of packed rows [1, heads, tokens, dim], batched as `plan` lays them out: [1, tokens, heads,
+    dim]. Tokens reach the calls and come back through one gather each (one scatter each in backward): slicing
+    every row out and back cost a full-size gradient per row and tensor."""
+
+    def gathered(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:  # [tokens or slots, heads, dim]
+        return tensor[0].transpose(0, 1).index_select(0, index)
+
+    def per_row(slots: torch.Tensor, rows: int) -> torch.Tensor:  # [rows x size, heads, dim] -> [rows, heads, size, dim]
+        return slots.unflatten(0, (rows, -1)).transpose(1, 2)
+
+    query_sizes = [rows * length for rows, length, _ in plan.shapes]
+    key_sizes = [rows * (context + length) for rows, length, context in plan.shapes]
+    queries = gathered(query, plan.query_index).split(query_sizes)
+    keys, values = (gathered(tensor, plan.key_index).split(key_sizes) for tensor in (key, value))
+    grouped = query.shape[1] != key.shape[1]
+    outputs = [
+        F.scaled_dot_product_attention(
+            per_row(q, rows), per_row(k, rows), per_row(v, rows), attn_mask=mask, dropout_p=dropout, scale=scaling,
+            is_causal=mask is None, enable_gqa=grouped,
+        ).transpose(1, 2).flatten(0, 1)
+        for (rows, _, _), mask, q, k, v in zip(plan.shapes, plan.masks, queries, keys, values)
+    ]  # fmt: skip
+    return torch.cat(outputs).index_select(0, plan.output_index)[None]
 
 
 def kernel_dtype(tensor: torch.Tensor) -> torch.dtype:
@@ -94,19 +137,9 @@ def segment_attention_forward(
     if bounds is None:
         output, weights = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
         return output.to(dtype), weights
-    grouped = query.shape[1] != key.shape[1]
-    prefixes = kwargs.get("segment_prefixes") or [None] * (len(bounds) - 1)
-    groups: dict[tuple[int, tuple[int, int]], list[int]] = {}  # (bucketed length, prefix) -> the rows run together
-    for index, (start, end, prefix) in enumerate(zip(bounds[:-1], bounds[1:], prefixes, strict=True)):
-        groups.setdefault((attention_length(end - start), prefix or (0, 0)), []).append(index)
-    outputs: dict[int, torch.Tensor] = {}
-    for (length, (first, last)), members in groups.items():
-        rows = [tuple(tensor[:, :, bounds[index] : bounds[index + 1]] for tensor in (query, key, value)) for index in members]
-        context = (key[:, :, first:last], value[:, :, first:last])
-        attended = bucketed_rows_attention(rows, length, *context, dropout=dropout, scaling=scaling, grouped=grouped)
-        for index, output in zip(members, attended):
-            outputs[index] = output
-    return torch.cat([outputs[index] for index in range(len(outputs))], dim=2).transpose(1, 2).to(dtype).contiguous(), None
+    prefixes = tuple(None if prefix is None else tuple(prefix) for prefix in kwargs.get("segment_prefixes") or [None] * (len(bounds) - 1))
+    plan = row_batches(tuple(bounds), prefixes, query.device)
+    return batched_rows_attention(query, key, value, plan, dropout, scaling).to(dtype), None
 
 
 def attends_by_segment(model: Any) -> bool:

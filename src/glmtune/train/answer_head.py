@@ -17,6 +17,7 @@ from glmtune.data.schema import IGNORE_INDEX
 from glmtune.model.segment_attention import attends_by_segment
 from glmtune.train.answer_layout import packed_layout
 from glmtune.train.chunked_head import ChunkedTokenLogProbs
+from glmtune.train.hidden_states import final_hidden_states
 from glmtune.train.loss import has_plain_head
 
 FIELDS = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")  # TRL's per-token outputs, in order
@@ -86,16 +87,15 @@ class AnswerHeadModel:
         if layout is None:
             return None
         device = inputs["input_ids"].device
-        hidden = self.model(
-            input_ids=layout.input_ids.to(device), position_ids=layout.position_ids.to(device),
+        hidden = final_hidden_states(
+            self.model, input_ids=layout.input_ids.to(device), position_ids=layout.position_ids.to(device),
             cu_seq_lens_q=layout.boundaries.to(device), segment_prefixes=layout.prefixes,
-            use_cache=False, output_hidden_states=True, logits_to_keep=1,
-        ).hidden_states[-1][0]  # fmt: skip
+        )[0]  # fmt: skip
         fields = head_token_fields(self.head, hidden[layout.sources.to(device)], layout.targets.to(device), self.outputs, self.temperature)
         return fused_output(fields, (layout.rows.to(device), layout.columns.to(device)), labels[:, 1:] != IGNORE_INDEX)
 
     def padded(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> Any:
-        hidden = self.model(**inputs, use_cache=False, output_hidden_states=True, logits_to_keep=1).hidden_states[-1]
+        hidden = final_hidden_states(self.model, **inputs)
         targets = labels[:, 1:].to(hidden.device)
         label_mask = targets != IGNORE_INDEX
         where = label_mask.nonzero(as_tuple=True)

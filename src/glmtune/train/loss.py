@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from glmtune.data.schema import IGNORE_INDEX, REFERENCE_LOGPS
 from glmtune.train.chunked_head import HeldBack, chunked_cross_entropy_sum, over_caps
+from glmtune.train.hidden_states import final_hidden_states
 
 # Heads that post-process logits (soft-capping, scaling) need the model's own loss path.
 LOGIT_TRANSFORM_ATTRIBUTES = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
@@ -38,9 +39,8 @@ def selective_causal_lm_loss(
     (with a `restraint` and replayed rows' reference log-probabilities in the batch, plus its hinge penalty).
 
     `model` may be wrapped for data parallelism (DDP): the forward goes through the wrapper, which
-    synchronises gradients. The model runs with `logits_to_keep=1` (one position of logits, nearly free); the
-    final normalised hidden states then go through the output head at labelled positions only,
-    a chunk of positions at a time.
+    synchronises gradients. The model runs without its output head (train/hidden_states.py); the final
+    normalised hidden states then go through the head at labelled positions only, a chunk of positions at a time.
     """
     from accelerate.utils import extract_model_from_parallel
 
@@ -51,8 +51,7 @@ def selective_causal_lm_loss(
         outputs = model(**model_inputs, labels=labels, num_items_in_batch=num_items_in_batch, use_cache=False)
         return outputs.loss
     # No cache: training never reuses one, and a cache switches off packed-row (position_ids) masking.
-    outputs = model(**model_inputs, output_hidden_states=True, logits_to_keep=1, use_cache=False)
-    hidden = outputs.hidden_states[-1]
+    hidden = final_hidden_states(model, **model_inputs)
     if hidden.shape[1] != labels.shape[1]:  # prefix tuning prepends virtual tokens to the states
         hidden = hidden[:, -labels.shape[1] :]
     targets = labels[:, 1:]

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from glmtune.data.collators import pad, padded_batch
+from glmtune.train.hidden_states import final_hidden_states
 from glmtune.train.loss import has_plain_head
 
 VALUE_HEAD = "v_head"  # the value head's attribute on the policy model (a submodule, so it trains and syncs with it)
@@ -74,15 +75,14 @@ def answer_logprobs_and_values(
 
     inner = extract_model_from_parallel(model)  # a DDP wrapper runs the forward; the model answers the rest
     plain = has_plain_head(inner)
-    outputs = model(
-        input_ids=experience.input_ids,
-        attention_mask=experience.attention_mask,
-        output_hidden_states=True,
-        logits_to_keep=1 if plain else 0,  # heads that post-process logits need the model's own
-        use_cache=False,
-    )
+    inputs = {"input_ids": experience.input_ids, "attention_mask": experience.attention_mask}
+    if plain:
+        hidden = final_hidden_states(model, **inputs)
+    else:  # heads that post-process logits need the model's own
+        outputs = model(**inputs, output_hidden_states=True, use_cache=False)
+        hidden = outputs.hidden_states[-1]
     width = experience.input_ids.shape[1]
-    hidden = outputs.hidden_states[-1][:, -width:]  # prompt tuning prepends virtual tokens to the states
+    hidden = hidden[:, -width:]  # prompt tuning prepends virtual tokens to the states
     index = experience.positions[..., None]
     states = hidden.gather(1, index.expand(-1, -1, hidden.shape[-1]))
     if plain:

@@ -31,6 +31,7 @@ from glmtune.data.collators import SupervisedCollator
 from glmtune.data.schema import IGNORE_INDEX, REFERENCE_LOGPS, UNRESTRAINED
 from glmtune.paths import replaced_whole
 from glmtune.train.chunked_head import HeldBack
+from glmtune.train.hidden_states import final_hidden_states
 from glmtune.train.loss import has_plain_head
 
 logger = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def reference_logps(rows: Any, model: Any, tokenizer: Any, token_ids: list[int])
         batch = collate(features)
         labels = batch.pop("labels")
         inputs = {name: values.to(model.device) for name, values in batch.items()}
-        hidden = model(**inputs, output_hidden_states=True, logits_to_keep=1, use_cache=False).hidden_states[-1]
+        hidden = final_hidden_states(model, **inputs)
         for row, row_labels in enumerate(labels):
             length = len(features[row]["input_ids"])
             logps = torch.log_softmax(head(hidden[row, : length - 1]).float(), dim=-1)[:, held_on_device].cpu()

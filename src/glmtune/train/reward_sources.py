@@ -24,6 +24,7 @@ from glmtune.hparams.model_args import ModelArguments
 from glmtune.hparams.validation import split_names
 from glmtune.model.adapters import adapter_swapped_in
 from glmtune.model.finetuning import merged_and_continued
+from glmtune.train.hidden_states import final_hidden_states
 from glmtune.train.rewards import load_reward_funcs
 
 # prompts' ids, answers' ids, the dataset's reference answers -> one score per answer
@@ -88,8 +89,7 @@ def shared_adapter_scorer(policy: Any, path: str, pad_id: int) -> Scorer:
         batch = padded_batch([prompt + answer for prompt, answer in zip(prompts, answers)], pad_id)
         ids = batch["input_ids"].to(head.device)
         with torch.no_grad(), adapter_swapped_in(policy, REWARD_ADAPTER):
-            hidden = policy(input_ids=ids, attention_mask=batch["attention_mask"].to(head.device),
-                            output_hidden_states=True, logits_to_keep=1, use_cache=False).hidden_states[-1]  # fmt: skip
+            hidden = final_hidden_states(policy, input_ids=ids, attention_mask=batch["attention_mask"].to(head.device))
         # the position a sequence-classification head reads: the last token that is not padding
         last = (torch.arange(ids.shape[1], device=ids.device) * (ids != pad_id)).argmax(dim=-1)
         states = hidden[torch.arange(ids.shape[0], device=ids.device), last].float()
