@@ -10,6 +10,8 @@ from pathlib import Path
 
 from tiny_models import make_lora_adapter
 
+from glmtune.logs import UNUSED_BNB_KERNEL_WARNINGS
+
 
 def run_python(code: str) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -19,12 +21,13 @@ def run_python(code: str) -> subprocess.CompletedProcess:
 
 def emit_sample_records(quantized: bool) -> str:
     return run_python(
-        "import logging; from glmtune.logs import BNB_CPU_LOGGER, BNB_KERNEL_WARNING, configure_logging\n"
+        "import logging; from glmtune.logs import UNUSED_BNB_KERNEL_WARNINGS, configure_logging\n"
         f"configure_logging(quantized={quantized})\n"
         "logging.getLogger('glmtune.model.export').info('exported a merged model to OUT')\n"
         "logging.getLogger('some_library').info('library chatter')\n"
-        "logging.getLogger(BNB_CPU_LOGGER).warning(BNB_KERNEL_WARNING + \": No module named 'kernels'\")\n"
-        "logging.getLogger(BNB_CPU_LOGGER).warning('another bitsandbytes warning')\n"
+        "for logger, message in UNUSED_BNB_KERNEL_WARNINGS.items():\n"
+        "    logging.getLogger(logger).warning(message + ': the rest of the message')\n"
+        "    logging.getLogger(logger).warning('another warning of ' + logger)\n"
     ).stderr
 
 
@@ -34,10 +37,11 @@ def test_glmtune_info_shows_library_info_does_not():
     assert "library chatter" not in err
 
 
-def test_the_bitsandbytes_kernel_warning_shows_only_when_quantizing():
+def test_the_bitsandbytes_kernel_warnings_show_only_when_quantizing():
     plain, quantized = emit_sample_records(quantized=False), emit_sample_records(quantized=True)
-    assert "gemm_4bit_forward" not in plain and "another bitsandbytes warning" in plain
-    assert "gemm_4bit_forward" in quantized
+    for logger, message in UNUSED_BNB_KERNEL_WARNINGS.items():
+        assert message not in plain and f"another warning of {logger}" in plain
+        assert message in quantized
 
 
 def test_lora_setup_without_quantization_prints_no_bitsandbytes_warning(tiny_llama_dir: Path):
