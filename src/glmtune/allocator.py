@@ -4,7 +4,8 @@ glibc's malloc serves every block over 32 MB (and smaller ones, as its threshold
 mmap and unmaps it when freed. A training step makes such blocks again and again (a chunk of logits, the
 output head's low-precision copy), so each starts as untouched pages whose faults cost more than the
 arithmetic on them: a 49k x 576 copy took 80-130 ms instead of 7. Served from the heap and kept when
-freed, the default model's LoRA steps ran 11% faster at 1% more peak memory (benchmarks/RESULTS.md).
+freed, the default model's LoRA steps ran 11% faster at 1% more peak memory, and 2-3% faster once the
+training step stopped copying the head each step (benchmarks/RESULTS.md, "Training throughput").
 """
 
 import ctypes
