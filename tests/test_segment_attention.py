@@ -137,23 +137,27 @@ def test_rows_sharing_a_prefix_and_a_bucketed_length_run_in_one_kernel_call(monk
     assert_same_outputs_and_gradients(mine, theirs, (query, key, value))
 
 
+@pytest.mark.parametrize("autocast", [False, True], ids=["no-autocast", "bf16-autocast"])
 @pytest.mark.parametrize("split", [True, False], ids=["per-row", "plain-sdpa"])
-def test_half_precision_on_a_cpu_is_attended_in_fp32_and_returned_in_its_dtype(monkeypatch, split):
-    """PyTorch's CPU attention in bf16 is slower than in fp32 and keeps memory per length: rows run in fp32."""
+def test_half_precision_on_a_cpu_is_attended_in_fp32_and_returned_in_its_dtype(monkeypatch, split, autocast):
+    """PyTorch's CPU attention in bf16 is slower than in fp32 (its backward 3-4x) and keeps memory per length: rows
+    run in fp32, also under training's autocast, which would otherwise cast SDPA's inputs back to bf16."""
     kernel_dtypes = []
     real_sdpa = torch.nn.functional.scaled_dot_product_attention
 
     def recording_sdpa(query, *args, **kwargs):
-        kernel_dtypes.append(query.dtype)
-        return real_sdpa(query, *args, **kwargs)
+        output = real_sdpa(query, *args, **kwargs)
+        kernel_dtypes.append((query.dtype, output.dtype))
+        return output
 
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording_sdpa)
     lengths = [9, 4, 6]
     query, key, value, bounds = packed_inputs(lengths)
     half = [tensor.detach().bfloat16().requires_grad_() for tensor in (query, key, value)]
     mask = block_causal_mask(lengths)
-    mine, _ = segment_attention_forward(Attention(), *half, mask, **(bounds if split else {}))
-    assert mine.dtype == torch.bfloat16 and kernel_dtypes == [torch.float32]  # the rows share a bucketed length
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        mine, _ = segment_attention_forward(Attention(), *half, mask, **(bounds if split else {}))
+    assert mine.dtype == torch.bfloat16 and kernel_dtypes == [(torch.float32, torch.float32)]  # one bucketed length
     theirs, _ = sdpa_attention_forward(Attention(), query, key, value, mask)
     torch.testing.assert_close(mine.float(), theirs, atol=2e-2, rtol=2e-2)  # only the inputs' rounding differs
     mine.float().sum().backward()

@@ -9,7 +9,8 @@ of four rows costs a third of the masked one, forward and backward. Rows of one 
 (and prefix) are stacked into one kernel call: short rows cost in calls more than in arithmetic.
 Any other call (no boundaries, padding, a cache, sliding windows, soft-capping) goes to
 transformers' SDPA unchanged.
-On a CPU, half-precision inputs are attended in fp32 either way (kernel_dtype).
+On a CPU, half-precision inputs are attended in fp32 either way (kernel_dtype), with CPU autocast off
+around the kernels: autocast lists SDPA among the ops it runs in bf16 and undid the upcast.
 
 A row may also name a shared prefix (`segment_prefixes`, one (start, end) or None per row): it then
 attends to those earlier tokens as well, as if they stood right before it. A preference pair is laid
@@ -134,12 +135,13 @@ def segment_attention_forward(
     dtype, compute = query.dtype, kernel_dtype(query)
     query, key, value = (tensor.to(compute) for tensor in (query, key, value))
     bounds = segment_boundaries(query, key, module, kwargs)
-    if bounds is None:
-        output, weights = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
-        return output.to(dtype), weights
-    prefixes = tuple(None if prefix is None else tuple(prefix) for prefix in kwargs.get("segment_prefixes") or [None] * (len(bounds) - 1))
-    plan = row_batches(tuple(bounds), prefixes, query.device)
-    return batched_rows_attention(query, key, value, plan, dropout, scaling).to(dtype), None
+    with torch.autocast("cpu", enabled=False):  # CPU autocast would cast SDPA's inputs back to bf16
+        if bounds is None:
+            output, weights = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+            return output.to(dtype), weights
+        prefixes = tuple(None if prefix is None else tuple(prefix) for prefix in kwargs.get("segment_prefixes") or [None] * (len(bounds) - 1))
+        plan = row_batches(tuple(bounds), prefixes, query.device)
+        return batched_rows_attention(query, key, value, plan, dropout, scaling).to(dtype), None
 
 
 def attends_by_segment(model: Any) -> bool:
