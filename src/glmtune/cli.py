@@ -63,15 +63,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if command not in OWN_HELP and {"-h", "--help"} & set(rest):
         return print_settings_help(command)
-    configure_logging(quantized=asks_for_quantization(command, rest))
-    # read by oneDNN when it first builds a kernel, so set before any command runs; a user's own value wins
-    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_KERNEL_CACHE))
-    keep_freed_memory()
+    set_up_process(quantized=asks_for_quantization(command, rest))
     try:
         return importlib.import_module(COMMANDS[command][0]).main(rest)
     except GlmtuneError as error:
         print(f"glmtune {command}: error: {error}", file=sys.stderr)
         return 2
+
+
+def set_up_process(quantized: bool) -> None:
+    """What every command's process needs before it runs (`make demo` too): logging, oneDNN's kernel cache bound
+    (read when oneDNN first builds a kernel; a user's own value wins) and freed memory kept on the heap."""
+    configure_logging(quantized=quantized)
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_KERNEL_CACHE))
+    keep_freed_memory()
 
 
 def asks_for_quantization(command: str, argv: Sequence[str]) -> bool:

@@ -93,11 +93,14 @@ def general_knowledge(chat_model: ChatModel) -> Retention:
 
 
 def main() -> int:
+    from glmtune.cli import set_up_process
     from glmtune.train.runner import main as train
 
+    set_up_process(quantized=False)  # as `glmtune train` would: the training below runs as the command it shows
     probes = held_out_probes()
     base = load_chat_model(None)
     before, known_before = ask_all(base, probes), general_knowledge(base)
+    del base  # its weights (0.5 GB) beside the training's cost memory and time (benchmarks/RESULTS.md, session 19)
     shutil.rmtree(OUTPUT_DIR, ignore_errors=True)  # the demo's own folder: always a fresh run
     print(f"\ntraining: glmtune train {' '.join(TRAIN_ARGS)}\n", flush=True)
     train(TRAIN_ARGS)
